@@ -1,0 +1,78 @@
+"""jaxinit: PyTorch's ``torch.nn.init``, JAX-native, for JAX and Flax.
+
+Every torch initializer as a factory that returns a ``jax.nn.initializers``
+``Initializer`` (Flax layout by default), plus torch-style ``NAME_`` spellings
+(torch layout by default), with torch's laws, defaults, fans and errors.
+"""
+
+from ._basic import (
+    constant as constant,
+    eye as eye,
+    normal as normal,
+    ones as ones,
+    trunc_normal as trunc_normal,
+    uniform as uniform,
+    zeros as zeros,
+)
+from ._fans import calculate_fan_in_and_fan_out as calculate_fan_in_and_fan_out
+from ._gain import calculate_gain as calculate_gain
+from ._scaled import (
+    kaiming_normal as kaiming_normal,
+    kaiming_uniform as kaiming_uniform,
+    xavier_normal as xavier_normal,
+    xavier_uniform as xavier_uniform,
+)
+from ._structured import dirac as dirac, orthogonal as orthogonal, sparse as sparse
+from ._torch_style import (
+    constant_ as constant_,
+    dirac_ as dirac_,
+    eye_ as eye_,
+    kaiming_normal_ as kaiming_normal_,
+    kaiming_uniform_ as kaiming_uniform_,
+    normal_ as normal_,
+    ones_ as ones_,
+    orthogonal_ as orthogonal_,
+    sparse_ as sparse_,
+    trunc_normal_ as trunc_normal_,
+    uniform_ as uniform_,
+    xavier_normal_ as xavier_normal_,
+    xavier_uniform_ as xavier_uniform_,
+    zeros_ as zeros_,
+)
+from ._typing import Initializer as Initializer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Initializer",
+    "calculate_fan_in_and_fan_out",
+    "calculate_gain",
+    "constant",
+    "constant_",
+    "dirac",
+    "dirac_",
+    "eye",
+    "eye_",
+    "kaiming_normal",
+    "kaiming_normal_",
+    "kaiming_uniform",
+    "kaiming_uniform_",
+    "normal",
+    "normal_",
+    "ones",
+    "ones_",
+    "orthogonal",
+    "orthogonal_",
+    "sparse",
+    "sparse_",
+    "trunc_normal",
+    "trunc_normal_",
+    "uniform",
+    "uniform_",
+    "xavier_normal",
+    "xavier_normal_",
+    "xavier_uniform",
+    "xavier_uniform_",
+    "zeros",
+    "zeros_",
+]

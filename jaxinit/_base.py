@@ -1,0 +1,155 @@
+"""The initializer value type shared by every factory, and the factory guard."""
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, ParamSpec, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import DTypeLike
+
+from . import _checks, _fans
+from ._typing import OutSharding
+
+_LAYOUT_FIELDS = ("layout", "in_axis", "out_axis", "batch_axis")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class InitializerBase:
+    """A frozen, hashable, picklable initializer: ``init(key, shape, dtype)``.
+
+    Subclasses are frozen dataclasses whose fields are the factory's parameters
+    (the last one being ``dtype``, the default output dtype as a name or None) and
+    which implement ``_generate``.
+    """
+
+    name: ClassVar[str]
+    needs_key: ClassVar[bool] = True
+
+    def __call__(
+        self,
+        key: jax.Array | None,
+        shape: Sequence[int],
+        dtype: DTypeLike | None = None,
+        out_sharding: OutSharding = None,
+    ) -> jax.Array:
+        """Draws an array of ``shape`` and ``dtype`` (float32 by default)."""
+        dims = _checks.shape(self.name, shape)
+        requested = dtype if dtype is not None else getattr(self, "dtype", None)
+        resolved = _checks.dtype(self.name, requested, exact_ok=not self.needs_key)
+        if self.needs_key:
+            key = _checks.key(self.name, key)
+        self.check_shape(dims)
+        if math.prod(dims) == 0:
+            self.warn_empty()
+            return jnp.zeros(dims, resolved, out_sharding=out_sharding)
+        # One compiled program per (initializer, shape, dtype): eager calls run the
+        # same XLA code as jitted ones, so both give the same bits.
+        return _generate_jit(self, key, dims, resolved, out_sharding)
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raises ValueError for shapes this initializer does not take."""
+
+    def warn_empty(self) -> None:
+        """Called on zero-element shapes (torch's kaiming_* warns there)."""
+
+    def _generate(
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
+    ) -> jax.Array:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        names = [field.name for field in dataclasses.fields(self) if field.repr]
+        ordered = [n for n in names if n not in (*_LAYOUT_FIELDS, "dtype")] + [
+            n for n in (*_LAYOUT_FIELDS, "dtype") if n in names
+        ]
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in ordered)
+        return f"jaxinit.{self.name}({args})"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LayoutInitializer(InitializerBase):
+    """An initializer whose law depends on which axes are in, out and batch."""
+
+    layout: str = "flax"
+    in_axis: tuple[int, ...] | None = None
+    out_axis: tuple[int, ...] | None = None
+    batch_axis: tuple[int, ...] = ()
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+        self.axes(shape)
+
+    def axes(self, shape: tuple[int, ...]) -> _fans.ResolvedAxes:
+        """Resolves this initializer's axes for ``shape`` (rank >= 2)."""
+        spec = _fans.LayoutSpec(
+            self.layout,  # type: ignore[arg-type]
+            self.in_axis,
+            self.out_axis,
+            self.batch_axis,
+        )
+        return spec.resolve(self.name, shape)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
+def _generate_jit(
+    init: InitializerBase,
+    key: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    out_sharding: OutSharding,
+) -> jax.Array:
+    return init._generate(key, shape, dtype, out_sharding)
+
+
+def layout_fields(
+    owner: str,
+    layout: str,
+    in_axis: object,
+    out_axis: object,
+    batch_axis: object,
+) -> dict[str, Any]:
+    """Validates a factory's layout arguments into LayoutInitializer fields."""
+    spec = _fans.LayoutSpec.build(owner, layout, in_axis, out_axis, batch_axis)  # type: ignore[arg-type]
+    return dataclasses.asdict(spec)
+
+
+def dtype_field(owner: str, dtype: DTypeLike | None, *, exact_ok: bool) -> str | None:
+    """Validates a factory's default dtype and stores it by name."""
+    if dtype is None:
+        return None
+    return _checks.dtype(owner, dtype, exact_ok=exact_ok, check_x64=False).name
+
+
+def _looks_like_key(value: object) -> bool:
+    if not isinstance(value, jax.Array):
+        return False
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        return True
+    return bool(value.dtype == np.uint32 and value.ndim == 1)
+
+
+def factory(fn: Callable[P, R]) -> Callable[P, R]:
+    """Marks a public factory: calling it with a key, as Flax calls an initializer,
+    raises a TypeError that says to call the factory first."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        if args and _looks_like_key(args[0]):
+            raise TypeError(
+                f"jaxinit.{fn.__name__} is a factory, not an initializer: it was called "
+                f"with a PRNG key. Call it first and pass the result, e.g. "
+                f"kernel_init=jaxinit.{fn.__name__}() instead of "
+                f"kernel_init=jaxinit.{fn.__name__}"
+            )
+        return fn(*args, **kwargs)
+
+    return guarded

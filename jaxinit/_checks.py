@@ -1,0 +1,170 @@
+"""Validation of parameters, keys, shapes and dtypes, with torch's error types.
+
+Every message names the initializer and the parameter, and says what is allowed.
+"""
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import DTypeLike
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _is_real_number(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    if getattr(value, "ndim", None) != 0 or isinstance(value, jax.core.Tracer):
+        return False
+    try:
+        dtype = np.dtype(getattr(value, "dtype", None))
+    except TypeError:
+        return False
+    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+
+
+def real(
+    owner: str,
+    name: str,
+    value: object,
+    *,
+    allow_inf: bool = False,
+    minimum: float | None = None,
+    allowed: str = "a finite real number",
+) -> float:
+    """Returns ``value`` as a float, or raises TypeError/ValueError naming it."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{owner}: {name} must be a concrete Python number, not a traced value; "
+            "hyperparameters are static, pass them outside jit"
+        )
+    if not _is_real_number(value):
+        raise TypeError(
+            f"{owner}: {name} must be {allowed}, got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+    number = float(value)  # type: ignore[arg-type]
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        raise ValueError(f"{owner}: {name} must be {allowed}, got {number}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{owner}: {name} must be {allowed}, got {number}")
+    return number
+
+
+def integer(owner: str, name: str, value: object, *, minimum: int) -> int:
+    """Returns ``value`` as an int >= minimum, or raises TypeError/ValueError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, numbers.Integral
+    ):
+        raise TypeError(
+            f"{owner}: {name} must be an integer >= {minimum}, got {value!r} "
+            f"of type {type(value).__name__}"
+        )
+    if int(value) < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def choice(owner: str, name: str, value: object, options: Sequence[str]) -> str:
+    """Returns ``value`` if it is one of ``options``, else raises."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{owner}: {name} must be a string, one of {list(options)}, got {value!r}"
+        )
+    if value not in options:
+        raise ValueError(f"{owner}: {name} must be one of {list(options)}, got {value!r}")
+    return value
+
+
+def key(owner: str, value: object) -> jax.Array:
+    """Checks that ``value`` is one PRNG key (typed or raw) and returns it."""
+    hint = "make one with jax.random.key(0), or split one with jax.random.split"
+    if not isinstance(value, jax.Array):
+        raise TypeError(
+            f"{owner}: key must be a JAX PRNG key, got {value!r} of type "
+            f"{type(value).__name__}; {hint}"
+        )
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        if value.shape != ():
+            raise ValueError(
+                f"{owner}: key must be a single PRNG key, got a batch of keys of shape "
+                f"{value.shape}; map over keys with jax.vmap"
+            )
+        return value
+    if value.dtype != jnp.uint32 or value.ndim != 1:
+        if value.dtype == jnp.uint32 and value.ndim > 1:
+            raise ValueError(
+                f"{owner}: key must be a single PRNG key, got a batch of raw keys of "
+                f"shape {value.shape}; map over keys with jax.vmap"
+            )
+        raise TypeError(
+            f"{owner}: key must be a JAX PRNG key, got an array of dtype "
+            f"{value.dtype} and shape {value.shape}; {hint}"
+        )
+    return value
+
+
+def shape(owner: str, value: object) -> tuple[int, ...]:
+    """Returns ``value`` as a tuple of non-negative Python ints, or raises."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        raise TypeError(
+            f"{owner}: shape must be a sequence of ints such as (3, 5), got the int "
+            f"{value}; write ({value},) for a 1-D shape"
+        )
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"{owner}: shape must be a sequence of ints such as (3, 5), got {value!r}"
+        )
+    dims = []
+    for dim in value:
+        if isinstance(dim, bool | np.bool_) or not isinstance(dim, numbers.Integral):
+            raise TypeError(
+                f"{owner}: shape must contain only ints, got {dim!r} in {value!r}"
+            )
+        if dim < 0:
+            raise ValueError(
+                f"{owner}: shape must contain non-negative dimensions, got {tuple(value)}"
+            )
+        dims.append(int(dim))
+    if math.prod(dims) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"{owner}: shape {tuple(dims)} has {math.prod(dims)} elements, more than "
+            "an array can hold (2**63 - 1)"
+        )
+    return tuple(dims)
+
+
+def dtype(
+    owner: str, value: DTypeLike | None, *, exact_ok: bool, check_x64: bool = True
+) -> np.dtype:
+    """Resolves ``value`` (None means float32) to a supported numpy dtype.
+
+    Random initializers take float16, bfloat16, float32 and float64. The exact ones
+    (constant, zeros, ones, eye, dirac) also take integer, bool and complex dtypes,
+    as torch does.
+    """
+    if value is None:
+        return np.dtype(jnp.float32)
+    try:
+        resolved = jnp.dtype(value)
+    except TypeError as error:
+        raise TypeError(f"{owner}: dtype {value!r} is not a dtype") from error
+    if not exact_ok and resolved.name not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{owner}: dtype must be a floating dtype, one of {list(FLOAT_DTYPES)}, "
+            f"got {resolved.name}; random initializers do not draw integer, bool or "
+            "complex values"
+        )
+    if check_x64 and np.dtype(jax.dtypes.canonicalize_dtype(resolved)) != resolved:
+        raise ValueError(
+            f"{owner}: dtype {resolved.name} needs 64-bit mode, which is off, so jax "
+            "would silently return a 32-bit array; enable it with "
+            "jax.config.update('jax_enable_x64', True) or ask for a 32-bit dtype"
+        )
+    return np.dtype(resolved)

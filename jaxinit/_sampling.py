@@ -1,0 +1,196 @@
+"""Samplers shared by the initializers.
+
+Draws are made at float32 (float64 for float64 outputs) and rounded to the output
+dtype, then clipped to the dtype values that lie inside the law's support. So a
+bfloat16 uniform keeps torch's resolution (jax.random draws bfloat16 from 128
+values in [0, 1)), and the bounds hold for the exact Python numbers the user gave.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import ndtri
+
+from ._typing import OutSharding
+
+# A truncated normal whose standardized bounds both lie beyond this many std is
+# drawn as a plain normal and clipped: jax.random.normal cannot reach 9 std
+# (float64 uniforms resolve ~8.2 std), so the clip never moves a value.
+_UNREACHABLE_STD = 9.0
+# Smallest interval probability each compute dtype resolves without denormals.
+_MIN_MASS = {np.dtype(np.float32): 1e-30, np.dtype(np.float64): 1e-290}
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype draws are made in: float64 for float64 outputs, else float32."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _as_dtype(value: float, dtype: np.dtype) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.array(value, dtype=dtype)
+
+
+def round_up(value: float, dtype: np.dtype) -> np.ndarray:
+    """The smallest ``dtype`` value >= ``value`` (-inf stays -inf)."""
+    rounded = _as_dtype(value, dtype)
+    if float(rounded) < value:
+        rounded = np.nextafter(rounded, _as_dtype(math.inf, dtype))
+    return rounded
+
+
+def round_down(value: float, dtype: np.dtype, *, strict: bool = False) -> np.ndarray:
+    """The largest ``dtype`` value <= ``value`` (< ``value`` when strict)."""
+    rounded = _as_dtype(value, dtype)
+    if float(rounded) > value or (strict and float(rounded) == value):
+        rounded = np.nextafter(rounded, _as_dtype(-math.inf, dtype))
+    return rounded
+
+
+def _check_representable(owner: str, name: str, value: float, dtype: np.dtype) -> None:
+    if math.isfinite(value) and not math.isfinite(float(_as_dtype(value, dtype))):
+        raise ValueError(
+            f"{owner}: {name}={value} is out of range for {dtype.name} (largest "
+            f"finite value {float(jnp.finfo(dtype).max)})"
+        )
+
+
+def constant(
+    owner: str, value: float, shape: tuple[int, ...], dtype: np.dtype, sharding: OutSharding
+) -> jax.Array:
+    """``value`` everywhere, rounded to ``dtype``; errors if it overflows."""
+    if jnp.issubdtype(dtype, jnp.inexact):
+        _check_representable(owner, "val", value, dtype)
+    elif jnp.issubdtype(dtype, jnp.integer):
+        info = jnp.iinfo(dtype)
+        if not math.isfinite(value) or not info.min <= int(value) <= info.max:
+            raise ValueError(
+                f"{owner}: val={value} cannot be converted to {dtype.name} without "
+                f"overflow (range [{info.min}, {info.max}])"
+            )
+        value = int(value)  # torch truncates toward zero
+    return jnp.full(shape, value, dtype, out_sharding=sharding)
+
+
+def uniform(
+    owner: str,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    a: float,
+    b: float,
+    sharding: OutSharding,
+) -> jax.Array:
+    """U[a, b): every value v satisfies a <= v < b for the Python floats a, b."""
+    if a == b:
+        return constant(owner, a, shape, dtype, sharding)
+    _check_representable(owner, "a", a, dtype)
+    _check_representable(owner, "b", b, dtype)
+    lo, hi = round_up(a, dtype), round_down(b, dtype, strict=True)
+    if lo > hi:
+        raise ValueError(
+            f"{owner}: no {dtype.name} value lies in [a, b) = [{a}, {b}); widen the "
+            "interval or use a wider dtype"
+        )
+    draw_dtype = compute_dtype(dtype)
+    width = b - a
+    if width > float(jnp.finfo(draw_dtype).max):
+        raise ValueError(
+            f"{owner}: b - a = {width} exceeds the largest {draw_dtype.name} "
+            f"({float(jnp.finfo(draw_dtype).max)}); narrow the interval"
+        )
+    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding)
+    return jnp.clip((a + width * u).astype(dtype), lo, hi)
+
+
+def normal(
+    owner: str,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    mean: float,
+    std: float,
+    sharding: OutSharding,
+) -> jax.Array:
+    """N(mean, std**2), untruncated, drawn at float32 and rounded."""
+    _check_representable(owner, "mean", mean, dtype)
+    if std == 0:
+        return constant(owner, mean, shape, dtype, sharding)
+    z = jax.random.normal(key, shape, compute_dtype(dtype), out_sharding=sharding)
+    return (mean + std * z).astype(dtype)
+
+
+def _phi(x: float) -> float:
+    """Standard normal CDF in float64, accurate in the lower tail."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _interval_mass(alpha: float, beta: float) -> float:
+    if alpha >= 0:
+        return _phi(-alpha) - _phi(-beta)
+    if beta <= 0:
+        return _phi(beta) - _phi(alpha)
+    return 1.0 - _phi(alpha) - _phi(-beta)
+
+
+def truncated_standard_normal(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    draw_dtype: np.dtype,
+    alpha: float,
+    beta: float,
+    sharding: OutSharding,
+) -> jax.Array:
+    """Standard normal truncated to [alpha, beta], by the inverse CDF.
+
+    One uniform u picks the quantile ``Phi(alpha) + p * u``. Quantiles below 1/2
+    go through ``ndtri`` directly; the others through the upper tail
+    ``Phi(-beta) + p * (1 - u)``, so neither tail loses precision to 1 - q
+    rounding (the cause of jax.random.truncated_normal's values at the bound).
+    """
+    if alpha <= -_UNREACHABLE_STD and beta >= _UNREACHABLE_STD:
+        z = jax.random.normal(key, shape, draw_dtype, out_sharding=sharding)
+        return jnp.clip(z, alpha, beta)
+    mass = _interval_mass(alpha, beta)
+    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding)
+    lower = _phi(alpha) + mass * u
+    upper_tail = _phi(-beta) + mass * (1 - u)
+    use_lower = lower <= 0.5
+    quantile = ndtri(jnp.where(use_lower, lower, upper_tail))
+    return jnp.clip(jnp.where(use_lower, quantile, -quantile), alpha, beta)
+
+
+def trunc_normal(
+    owner: str,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    mean: float,
+    std: float,
+    a: float,
+    b: float,
+    sharding: OutSharding,
+) -> jax.Array:
+    """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
+    _check_representable(owner, "mean", mean, dtype)
+    if a == b:
+        return constant(owner, a, shape, dtype, sharding)
+    lo, hi = round_up(a, dtype), round_down(b, dtype)
+    if lo > hi:
+        raise ValueError(
+            f"{owner}: no {dtype.name} value lies in [a, b] = [{a}, {b}]; widen the "
+            "interval or use a wider dtype"
+        )
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    draw_dtype = compute_dtype(dtype)
+    if _interval_mass(alpha, beta) < _MIN_MASS[draw_dtype]:
+        raise ValueError(
+            f"{owner}: [a, b] = [{a}, {b}] lies so far in the tail of N({mean}, "
+            f"{std}**2) (standardized [{alpha:.4g}, {beta:.4g}]) that {draw_dtype.name} "
+            "cannot resolve its probability; enable jax_enable_x64 and ask for "
+            "float64, or move mean closer to the interval"
+        )
+    z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta, sharding)
+    return jnp.clip((mean + std * z).astype(dtype), lo, hi)
