@@ -44,13 +44,16 @@ class InitializerBase:
         resolved = _checks.dtype(self.name, requested, exact_ok=not self.needs_key)
         if self.needs_key:
             key = _checks.key(self.name, key)
+        else:
+            key = None  # exact initializers ignore their key, whatever it is
         self.check_shape(dims)
         if math.prod(dims) == 0:
             self.warn_empty()
             return jnp.zeros(dims, resolved, out_sharding=out_sharding)
         # One compiled program per (initializer, shape, dtype): eager calls run the
         # same XLA code as jitted ones, so both give the same bits.
-        return _generate_jit(self, key, dims, resolved, out_sharding)
+        result: jax.Array = _generate_jit(self, key, dims, resolved, out_sharding)
+        return result
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         """Raises ValueError for shapes this initializer does not take."""
@@ -72,8 +75,15 @@ class InitializerBase:
         ordered = [n for n in names if n not in (*_LAYOUT_FIELDS, "dtype")] + [
             n for n in (*_LAYOUT_FIELDS, "dtype") if n in names
         ]
-        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in ordered)
+        args = ", ".join(f"{n}={_literal(getattr(self, n))}" for n in ordered)
         return f"jaxinit.{self.name}({args})"
+
+
+def _literal(value: object) -> str:
+    """Repr that evaluates back, also for infinite floats."""
+    if isinstance(value, float) and math.isinf(value):
+        return f"float('{value}')"
+    return repr(value)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -85,7 +95,7 @@ class LayoutInitializer(InitializerBase):
     out_axis: tuple[int, ...] | None = None
     batch_axis: tuple[int, ...] = ()
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+    def check_shape(self, shape: tuple[int, ...]) -> None:
         self.axes(shape)
 
     def axes(self, shape: tuple[int, ...]) -> _fans.ResolvedAxes:
@@ -110,6 +120,14 @@ def _generate_jit(
     return init._generate(key, shape, dtype, out_sharding)
 
 
+def place(array: jax.Array, out_sharding: OutSharding) -> jax.Array:
+    """Reshards a computed array to ``out_sharding`` (None leaves it as is)."""
+    if out_sharding is None:
+        return array
+    placed: jax.Array = jax.sharding.reshard(array, out_sharding)  # type: ignore[no-untyped-call]
+    return placed
+
+
 def layout_fields(
     owner: str,
     layout: str,
@@ -132,20 +150,24 @@ def dtype_field(owner: str, dtype: DTypeLike | None, *, exact_ok: bool) -> str |
 def _looks_like_key(value: object) -> bool:
     if not isinstance(value, jax.Array):
         return False
-    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
         return True
     return bool(value.dtype == np.uint32 and value.ndim == 1)
 
 
 def factory(fn: Callable[P, R]) -> Callable[P, R]:
-    """Marks a public factory: calling it with a key, as Flax calls an initializer,
-    raises a TypeError that says to call the factory first."""
+    """Guards a public factory against use as an initializer.
+
+    Calling a factory with a key, as Flax calls an initializer, raises a TypeError
+    that says to call the factory first.
+    """
 
     @functools.wraps(fn)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
         if args and _looks_like_key(args[0]):
             raise TypeError(
-                f"jaxinit.{fn.__name__} is a factory, not an initializer: it was called "
+                f"jaxinit.{fn.__name__} is a factory, not an initializer: it was "
+                "called "
                 f"with a PRNG key. Call it first and pass the result, e.g. "
                 f"kernel_init=jaxinit.{fn.__name__}() instead of "
                 f"kernel_init=jaxinit.{fn.__name__}"

@@ -1,4 +1,4 @@
-"""Layout-free initializers: constant, zeros, ones, uniform, normal, trunc_normal, eye."""
+"""Layout-free initializers: uniform, normal, trunc_normal, constant and eye."""
 
 import dataclasses
 from typing import Any
@@ -9,7 +9,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from . import _checks, _sampling
-from ._base import InitializerBase, dtype_field, factory, layout_fields
+from ._base import InitializerBase, dtype_field, factory, layout_fields, place
 from ._typing import Axes, Initializer, OutSharding
 
 
@@ -29,7 +29,11 @@ class _Constant(InitializerBase):
     dtype: str | None = None
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         return _sampling.constant(self.name, self.val, shape, dtype, out_sharding)
 
@@ -155,9 +159,15 @@ class _Uniform(InitializerBase):
     dtype: str | None = None
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
-        return _sampling.uniform(self.name, key, shape, dtype, self.a, self.b, out_sharding)
+        return _sampling.uniform(
+            self.name, key, shape, dtype, self.a, self.b, out_sharding
+        )
 
 
 @factory
@@ -229,7 +239,11 @@ class _Normal(InitializerBase):
     dtype: str | None = None
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         return _sampling.normal(
             self.name, key, shape, dtype, self.mean, self.std, out_sharding
@@ -287,7 +301,9 @@ def normal(
     _check_layout_args(owner, layout, in_axis, out_axis, batch_axis)
     return _Normal(
         mean=_checks.real(owner, "mean", mean),
-        std=_checks.real(owner, "std", std, minimum=0.0, allowed="a finite number >= 0"),
+        std=_checks.real(
+            owner, "std", std, minimum=0.0, allowed="a finite number >= 0"
+        ),
         dtype=dtype_field(owner, dtype, exact_ok=False),
     )
 
@@ -302,10 +318,22 @@ class _TruncNormal(InitializerBase):
     dtype: str | None = None
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         return _sampling.trunc_normal(
-            self.name, key, shape, dtype, self.mean, self.std, self.a, self.b, out_sharding
+            self.name,
+            key,
+            shape,
+            dtype,
+            self.mean,
+            self.std,
+            self.a,
+            self.b,
+            out_sharding,
         )
 
 
@@ -379,7 +407,9 @@ def trunc_normal(
         raise ValueError(f"trunc_normal: expects a <= b, got a={low} > b={high}")
     std_value = _checks.real(owner, "std", std, allowed="a finite number > 0")
     if std_value <= 0:
-        raise ValueError(f"trunc_normal: std must be a finite number > 0, got {std_value}")
+        raise ValueError(
+            f"trunc_normal: std must be a finite number > 0, got {std_value}"
+        )
     return _TruncNormal(
         mean=_checks.real(owner, "mean", mean),
         std=std_value,
@@ -395,17 +425,20 @@ class _Eye(InitializerBase):
     needs_key = False
     dtype: str | None = None
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+    def check_shape(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 2:
             raise ValueError(
                 f"eye: Only tensors with 2 dimensions are supported; got shape {shape}"
             )
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
-        eye = jnp.eye(shape[0], shape[1], dtype=dtype)
-        return eye if out_sharding is None else jax.sharding.reshard(eye, out_sharding)
+        return place(jnp.eye(shape[0], shape[1], dtype=dtype), out_sharding)
 
 
 @factory

@@ -58,15 +58,20 @@ class LayoutSpec:
         rank = len(shape)
         if rank - len(self.batch_axis) < 2:
             raise ValueError(
-                f"{owner}: Fan in and fan out can not be computed for tensor with fewer "
-                f"than 2 dimensions; got shape {tuple(shape)}. Fan-based initializers "
+                f"{owner}: Fan in and fan out can not be computed for tensor with "
+                f"fewer than 2 dimensions; got shape {tuple(shape)}. Fan-based "
+                "initializers "
                 "need a weight of rank >= 2 (for a bias, pass the weight's fan "
                 "explicitly)"
             )
         default_in, default_out = _LAYOUT_AXES[self.layout]
         in_axes = self.in_axis if self.in_axis is not None else (default_in,)
         out_axes = self.out_axis if self.out_axis is not None else (default_out,)
-        groups = {"in_axis": in_axes, "out_axis": out_axes, "batch_axis": self.batch_axis}
+        groups = {
+            "in_axis": in_axes,
+            "out_axis": out_axes,
+            "batch_axis": self.batch_axis,
+        }
         normalized: dict[str, tuple[int, ...]] = {}
         for name, axes in groups.items():
             for axis in axes:
@@ -77,9 +82,11 @@ class LayoutSpec:
                     )
             normalized[name] = tuple(axis % rank for axis in axes)
         used = [axis for axes in normalized.values() for axis in axes]
-        if len(set(used)) != len(used) or not normalized["in_axis"] or not normalized[
-            "out_axis"
-        ]:
+        if (
+            len(set(used)) != len(used)
+            or not normalized["in_axis"]
+            or not normalized["out_axis"]
+        ):
             raise ValueError(
                 f"{owner}: in_axis {in_axes}, out_axis {out_axes} and batch_axis "
                 f"{self.batch_axis} must be non-empty (in, out) and must not share "
@@ -87,7 +94,10 @@ class LayoutSpec:
             )
         spatial = tuple(axis for axis in range(rank) if axis not in used)
         return ResolvedAxes(
-            normalized["in_axis"], normalized["out_axis"], normalized["batch_axis"], spatial
+            normalized["in_axis"],
+            normalized["out_axis"],
+            normalized["batch_axis"],
+            spatial,
         )
 
 
@@ -149,7 +159,8 @@ def calculate_fan_in_and_fan_out(
         (144, 288)
         >>> jaxinit.calculate_fan_in_and_fan_out((32, 16, 3, 3), layout="torch")
         (144, 288)
-        >>> jaxinit.calculate_fan_in_and_fan_out((512, 8, 64), in_axis=0, out_axis=(1, 2))
+        >>> attention = (512, 8, 64)  # (features, heads, head_dim)
+        >>> jaxinit.calculate_fan_in_and_fan_out(attention, in_axis=0, out_axis=(1, 2))
         (512, 512)
     """
     owner = "calculate_fan_in_and_fan_out"

@@ -91,4 +91,3 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         f"Unsupported nonlinearity {nonlinearity}: nonlinearity must be one of "
         f"{', '.join(NONLINEARITIES)} (case-sensitive)"
     )
-

@@ -10,7 +10,6 @@ import warnings
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
@@ -39,14 +38,22 @@ class _FanScaled(LayoutInitializer):
         raise NotImplementedError
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         fan_in, fan_out = self.axes(shape).fans(shape)
         std = self.std(fan_in, fan_out)
         if self.distribution == "normal":
-            return _sampling.normal(self.name, key, shape, dtype, 0.0, std, out_sharding)
+            return _sampling.normal(
+                self.name, key, shape, dtype, 0.0, std, out_sharding
+            )
         bound = math.sqrt(3.0) * std
-        return _sampling.uniform(self.name, key, shape, dtype, -bound, bound, out_sharding)
+        return _sampling.uniform(
+            self.name, key, shape, dtype, -bound, bound, out_sharding
+        )
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -55,7 +62,7 @@ class _Xavier(_FanScaled):
     gain: float = 1.0
     dtype: str | None = None
 
-    def std(self, fan_in: int, fan_out: int) -> float:  # noqa: D102
+    def std(self, fan_in: int, fan_out: int) -> float:
         return self.gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 
@@ -67,16 +74,18 @@ class _Kaiming(_FanScaled):
     nonlinearity: str = "leaky_relu"
     dtype: str | None = None
 
-    def std(self, fan_in: int, fan_out: int) -> float:  # noqa: D102
+    def std(self, fan_in: int, fan_out: int) -> float:
         fan = fan_in if self.mode == "fan_in" else fan_out
         return calculate_gain(self.nonlinearity, self.a) / math.sqrt(fan)
 
-    def warn_empty(self) -> None:  # noqa: D102
+    def warn_empty(self) -> None:
         warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=4)
 
 
 def _gain(owner: str, gain: object) -> float:
-    return _checks.real(owner, "gain", gain, minimum=0.0, allowed="a finite number >= 0")
+    return _checks.real(
+        owner, "gain", gain, minimum=0.0, allowed="a finite number >= 0"
+    )
 
 
 def _xavier(
@@ -112,7 +121,9 @@ def _kaiming(
     if a is not None:
         a = _checks.real(owner, "a", a, allowed="a finite number (the negative slope)")
     if not isinstance(mode, str):
-        raise TypeError(f"{owner}: mode must be a string, one of {list(_MODES)}, got {mode!r}")
+        raise TypeError(
+            f"{owner}: mode must be a string, one of {list(_MODES)}, got {mode!r}"
+        )
     if mode.lower() not in _MODES:
         raise ValueError(
             f"{owner}: Mode {mode.lower()} not supported, please use one of "
@@ -132,8 +143,6 @@ def _kaiming(
         dtype=dtype_field(owner, dtype, exact_ok=False),
         **layout_fields(owner, layout, in_axis, out_axis, batch_axis),
     )
-
-
 
 
 @factory
@@ -229,7 +238,8 @@ def xavier_normal(
 
     Examples:
         >>> import jax, jax.numpy as jnp, jaxinit
-        >>> w = jaxinit.xavier_normal(gain=2.0)(jax.random.key(0), (3, 3, 16, 32), jnp.float16)
+        >>> init = jaxinit.xavier_normal(gain=2.0)
+        >>> w = init(jax.random.key(0), (3, 3, 16, 32), jnp.float16)
         >>> w.shape, w.dtype
         ((3, 3, 16, 32), dtype('float16'))
 
@@ -361,4 +371,3 @@ def kaiming_normal(
     return _kaiming(
         "normal", a, mode, nonlinearity, layout, in_axis, out_axis, batch_axis, dtype
     )
-

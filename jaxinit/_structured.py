@@ -15,7 +15,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from . import _checks, _fans, _sampling
-from ._base import LayoutInitializer, dtype_field, factory, layout_fields
+from ._base import LayoutInitializer, dtype_field, factory, layout_fields, place
 from ._typing import Axes, Initializer, OutSharding
 
 
@@ -27,8 +27,8 @@ def _from_torch_order(
     weight: jax.Array, axes: _fans.ResolvedAxes, out_sharding: OutSharding
 ) -> jax.Array:
     """Transposes a weight built in torch order back to the caller's axis order."""
-    weight = jnp.transpose(weight, np.argsort(axes.torch_order))
-    return weight if out_sharding is None else jax.sharding.reshard(weight, out_sharding)
+    inverse = tuple(int(axis) for axis in np.argsort(axes.torch_order))
+    return place(jnp.transpose(weight, inverse), out_sharding)
 
 
 def _orthonormal(matrix: jax.Array) -> jax.Array:
@@ -52,7 +52,7 @@ class _Orthogonal(LayoutInitializer):
     gain: float = 1.0
     dtype: str | None = None
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+    def check_shape(self, shape: tuple[int, ...]) -> None:
         if _core_rank(shape, self.batch_axis) < 2:
             raise ValueError(
                 "orthogonal: Only tensors with 2 or more dimensions are supported; got "
@@ -61,7 +61,11 @@ class _Orthogonal(LayoutInitializer):
         self.axes(shape)
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
@@ -69,7 +73,9 @@ class _Orthogonal(LayoutInitializer):
         rows = math.prod(shape[axis] for axis in axes.out_axes)
         cols = math.prod(torch_shape) // (math.prod(batch) * rows)
         # QR runs at float32 at least: LAPACK (and torch) have no half-precision QR.
-        draw = jax.random.normal(key, (*batch, rows, cols), _sampling.compute_dtype(dtype))
+        draw = jax.random.normal(
+            key, (*batch, rows, cols), _sampling.compute_dtype(dtype)
+        )
         weight = (self.gain * _orthonormal(draw)).astype(dtype).reshape(torch_shape)
         return _from_torch_order(weight, axes, out_sharding)
 
@@ -129,7 +135,9 @@ def orthogonal(
     """
     owner = "orthogonal"
     return _Orthogonal(
-        gain=_checks.real(owner, "gain", gain, minimum=0.0, allowed="a finite number >= 0"),
+        gain=_checks.real(
+            owner, "gain", gain, minimum=0.0, allowed="a finite number >= 0"
+        ),
         dtype=dtype_field(owner, dtype, exact_ok=False),
         **layout_fields(owner, layout, in_axis, out_axis, batch_axis),
     )
@@ -142,22 +150,29 @@ class _Sparse(LayoutInitializer):
     std: float = 0.01
     dtype: str | None = None
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+    def check_shape(self, shape: tuple[int, ...]) -> None:
         if _core_rank(shape, self.batch_axis) != 2:
             raise ValueError(
-                f"sparse: Only tensors with 2 dimensions are supported; got shape {shape}"
+                "sparse: Only tensors with 2 dimensions are supported; got shape "
+                f"{shape}"
             )
         self.axes(shape)
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
         rows = torch_shape[-2]
         num_zeros = math.ceil(self.sparsity * rows)  # torch's float arithmetic
         values_key, mask_key = jax.random.split(key)
-        values = _sampling.normal(self.name, values_key, torch_shape, dtype, 0.0, self.std, None)
+        values = _sampling.normal(
+            self.name, values_key, torch_shape, dtype, 0.0, self.std, None
+        )
         # Each column gets its own random ranking of the rows; the num_zeros rows
         # ranked first are zeroed. Vectorized: one argsort pair for all columns.
         scores = jax.random.bits(mask_key, torch_shape)
@@ -220,7 +235,9 @@ def sparse(
         raise ValueError(f"sparse: sparsity must be a number in [0, 1], got {fraction}")
     return _Sparse(
         sparsity=fraction,
-        std=_checks.real(owner, "std", std, minimum=0.0, allowed="a finite number >= 0"),
+        std=_checks.real(
+            owner, "std", std, minimum=0.0, allowed="a finite number >= 0"
+        ),
         dtype=dtype_field(owner, dtype, exact_ok=False),
         **layout_fields(owner, layout, in_axis, out_axis, batch_axis),
     )
@@ -233,7 +250,7 @@ class _Dirac(LayoutInitializer):
     groups: int = 1
     dtype: str | None = None
 
-    def check_shape(self, shape: tuple[int, ...]) -> None:  # noqa: D102
+    def check_shape(self, shape: tuple[int, ...]) -> None:
         if not 3 <= _core_rank(shape, self.batch_axis) <= 5:
             raise ValueError(
                 "dirac: Only tensors with 3, 4, or 5 dimensions are supported; got "
@@ -242,7 +259,7 @@ class _Dirac(LayoutInitializer):
         axes = self.axes(shape)
         if len(axes.in_axes) != 1 or len(axes.out_axes) != 1:
             raise ValueError("dirac: needs exactly one in_axis and one out_axis")
-        out_channels, in_channels = shape[axes.out_axes[0]], shape[axes.in_axes[0]]
+        out_channels = shape[axes.out_axes[0]]
         if out_channels % self.groups:
             raise ValueError(
                 f"dirac: the output channels ({out_channels}, axis {axes.out_axes[0]}) "
@@ -254,7 +271,11 @@ class _Dirac(LayoutInitializer):
             raise ValueError(f"dirac: the kernel size {kernel} has a zero dimension")
 
     def _generate(
-        self, key: Any, shape: tuple[int, ...], dtype: np.dtype, out_sharding: OutSharding
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
     ) -> jax.Array:
         axes = self.axes(shape)
         out_channels, in_channels = shape[axes.out_axes[0]], shape[axes.in_axes[0]]
@@ -265,7 +286,8 @@ class _Dirac(LayoutInitializer):
         outs = (np.arange(self.groups)[:, None] * per_group + diagonal).ravel()
         ins = np.tile(diagonal, self.groups)
         centre = tuple(k // 2 for k in kernel)
-        weight[(..., outs, ins, *centre)] = 1
+        index: tuple[Any, ...] = (..., outs, ins, *centre)
+        weight[index] = 1
         return _from_torch_order(jnp.asarray(weight), axes, out_sharding)
 
 

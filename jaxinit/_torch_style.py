@@ -34,7 +34,7 @@ def _torch_style(factory: Callable[..., Initializer], example: str) -> TorchStyl
     name = factory.__name__
 
     def init_(
-        key: jax.Array | None,
+        key: Any,
         tensor_or_shape: object,
         *args: Any,
         layout: str = "torch",
@@ -65,8 +65,12 @@ def _torch_style(factory: Callable[..., Initializer], example: str) -> TorchStyl
     return init_
 
 
-uniform_ = _torch_style(_basic.uniform, "w = jaxinit.uniform_(jax.random.key(0), w, -1.0, 1.0)")
-normal_ = _torch_style(_basic.normal, "w = jaxinit.normal_(jax.random.key(0), w, std=0.02)")
+uniform_ = _torch_style(
+    _basic.uniform, "w = jaxinit.uniform_(jax.random.key(0), w, -1.0, 1.0)"
+)
+normal_ = _torch_style(
+    _basic.normal, "w = jaxinit.normal_(jax.random.key(0), w, std=0.02)"
+)
 trunc_normal_ = _torch_style(
     _basic.trunc_normal, "w = jaxinit.trunc_normal_(jax.random.key(0), w, std=0.02)"
 )
@@ -78,17 +82,23 @@ dirac_ = _torch_style(
     _structured.dirac, "w = jaxinit.dirac_(None, jnp.empty((3, 5, 3)))[..., 1]"
 )
 xavier_uniform_ = _torch_style(
-    _scaled.xavier_uniform, "w = jaxinit.xavier_uniform_(jax.random.key(0), w, gain=2.0)"
+    _scaled.xavier_uniform,
+    "w = jaxinit.xavier_uniform_(jax.random.key(0), w, gain=2.0)",
 )
 xavier_normal_ = _torch_style(
     _scaled.xavier_normal, "w = jaxinit.xavier_normal_(jax.random.key(0), w)"
 )
 kaiming_uniform_ = _torch_style(
-    _scaled.kaiming_uniform, "w = jaxinit.kaiming_uniform_(jax.random.key(0), w, a=5**0.5)"
+    _scaled.kaiming_uniform,
+    "w = jaxinit.kaiming_uniform_(jax.random.key(0), w, a=5**0.5)",
 )
 kaiming_normal_ = _torch_style(
     _scaled.kaiming_normal,
-    'w = jaxinit.kaiming_normal_(jax.random.key(0), w, mode="fan_out", nonlinearity="relu")',
+    'w = jaxinit.kaiming_normal_(jax.random.key(0), w, mode="fan_out")',
 )
-orthogonal_ = _torch_style(_structured.orthogonal, "w = jaxinit.orthogonal_(jax.random.key(0), w)")
-sparse_ = _torch_style(_structured.sparse, "w = jaxinit.sparse_(jax.random.key(0), w, 0.5)")
+orthogonal_ = _torch_style(
+    _structured.orthogonal, "w = jaxinit.orthogonal_(jax.random.key(0), w)"
+)
+sparse_ = _torch_style(
+    _structured.sparse, "w = jaxinit.sparse_(jax.random.key(0), w, 0.5)"
+)

@@ -10,10 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cases import CASES, RANDOM_CASES, Case
 
 import jaxinit
-
-from cases import CASES, RANDOM_CASES, Case
 
 DTYPES = ["float32", "bfloat16", "float16", "float64"]
 VARIANTS = ["eager", "jit", "vmap"]
@@ -56,7 +55,9 @@ PARAMS = [
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("case", "layout"), PARAMS)
-def test_shape_dtype_support_and_agreement(case: Case, layout: str, dtype: str, variant: str):
+def test_shape_dtype_support_and_agreement(
+    case: Case, layout: str, dtype: str, variant: str
+):
     shape = case.small_shape(layout)
     key = jax.random.key(0)
     init = case.init(layout)
@@ -65,7 +66,9 @@ def test_shape_dtype_support_and_agreement(case: Case, layout: str, dtype: str, 
         expected_shape = (3, *shape) if variant == "vmap" else shape
         chex.assert_shape(out, expected_shape)
         assert out.dtype == jnp.dtype(dtype)
-        values = np.asarray(out.astype(jnp.float64 if dtype == "float64" else jnp.float32))
+        values = np.asarray(
+            out.astype(jnp.float64 if dtype == "float64" else jnp.float32)
+        )
         assert np.isfinite(values).all()
         bounds = support(case, shape)
         if bounds is not None:
@@ -108,7 +111,9 @@ def test_zero_element_shapes_give_empty_arrays(case: Case):
     shape[-1] = 0  # no output features
     init = case.init("flax")
     if case.name.startswith("kaiming"):
-        with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+        with pytest.warns(
+            UserWarning, match="Initializing zero-element tensors is a no-op"
+        ):
             out = init(jax.random.key(0), tuple(shape))
     else:
         out = init(jax.random.key(0), tuple(shape))
