@@ -1,0 +1,376 @@
+"""Re-initialization of existing Flax models by rules: torch's ``model.apply(fn)``.
+
+Flax is imported inside the functions, so importing this module never needs it.
+"""
+
+import math
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import jax
+import numpy as np
+
+from . import _basic, _scaled, torch_defaults
+from ._typing import Initializer
+
+ParamShapes: TypeAlias = Mapping[str, tuple[int, ...]]
+ModuleAction: TypeAlias = (
+    Mapping[str, Initializer] | Callable[[Any, ParamShapes], Mapping[str, Initializer]]
+)
+Rules: TypeAlias = Mapping[Any, Any]
+Path: TypeAlias = tuple[Any, ...]
+
+_SQRT5 = math.sqrt(5.0)
+_PATH_RULE, _MODULE_RULE = 1, 0
+
+
+def path_string(path: Iterable[Any]) -> str:
+    """A parameter path as rules and keys see it: names joined by ``/``."""
+    return "/".join(str(part) for part in path)
+
+
+def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
+    """The key of the parameter at ``path``: ``fold_in(key, crc32(path string))``.
+
+    It depends on the path alone, so adding or removing other parameters leaves
+    this one's value unchanged.
+    """
+    digest = zlib.crc32(path_string(path).encode("utf-8")) & 0x7FFFFFFF
+    return jax.random.fold_in(key, digest)
+
+
+def _check_rules(owner: str, rules: Rules) -> None:
+    if not isinstance(rules, Mapping):
+        raise TypeError(
+            f"{owner}: rules must be a mapping from a module type or a path pattern "
+            f"to initializers, got {type(rules).__name__}"
+        )
+    for matcher, action in rules.items():
+        if isinstance(matcher, str):
+            if not callable(action):
+                raise TypeError(
+                    f"{owner}: the rule for path pattern {matcher!r} must be an "
+                    f"initializer, got {action!r}"
+                )
+            re.compile(matcher)
+            continue
+        types = matcher if isinstance(matcher, tuple) else (matcher,)
+        if not types or not all(isinstance(item, type) for item in types):
+            raise TypeError(
+                f"{owner}: a rule key must be a module type, a tuple of types or a "
+                f"path pattern (str), got {matcher!r}"
+            )
+        if not (isinstance(action, Mapping) or callable(action)):
+            raise TypeError(
+                f"{owner}: the rule for {matcher!r} must map parameter names to "
+                f"initializers, or be a function (module, shapes) -> such a mapping"
+            )
+
+
+def plan(
+    modules: Sequence[tuple[Path, Any]],
+    shapes: Mapping[Path, tuple[int, ...]],
+    tiers: Sequence[Rules],
+) -> dict[Path, Initializer]:
+    """Which initializer each parameter gets, or none (left untouched).
+
+    Priority, highest first: path-pattern rules over module rules; among module
+    rules the outer module over the inner one (torch's ``apply`` visits children
+    first, so the parent's function writes last); then later tiers, then later
+    rules within a tier.
+    """
+    chosen: dict[Path, tuple[tuple[int, int, int, int], Initializer]] = {}
+
+    def claim(
+        path: Path, priority: tuple[int, int, int, int], init: Initializer
+    ) -> None:
+        if path not in chosen or chosen[path][0] <= priority:
+            chosen[path] = (priority, init)
+
+    for tier, rules in enumerate(tiers):
+        for index, (matcher, action) in enumerate(rules.items()):
+            if isinstance(matcher, str):
+                pattern = re.compile(matcher)
+                for path in shapes:
+                    if pattern.fullmatch(path_string(path)):
+                        claim(path, (_PATH_RULE, 0, tier, index), action)
+                continue
+            for module_path, module in modules:
+                if not isinstance(module, matcher):
+                    continue
+                depth = len(module_path)
+                local = {
+                    path_string(path[depth:]): path
+                    for path in shapes
+                    if len(path) > depth and tuple(path[:depth]) == tuple(module_path)
+                }
+                if isinstance(action, Mapping):
+                    mapping = action
+                else:
+                    mapping = action(
+                        module, {name: shapes[p] for name, p in local.items()}
+                    )
+                for name, init in mapping.items():
+                    if name in local:
+                        claim(local[name], (_MODULE_RULE, -depth, tier, index), init)
+    return {path: init for path, (_, init) in chosen.items()}
+
+
+DrawItem: TypeAlias = tuple[Path, Initializer, tuple[int, ...], Any]
+
+
+def _draw_each(key: jax.Array, items: Sequence[DrawItem]) -> list[jax.Array]:
+    return [
+        init(param_key(key, path), shape, dtype) for path, init, shape, dtype in items
+    ]
+
+
+# One compiled program per model plan rather than one per parameter: compiling
+# dominates the cost of re-initializing a model of small layers.
+_draw_jit = jax.jit(_draw_each, static_argnums=1)
+
+
+def draw(
+    key: jax.Array, chosen: Mapping[Path, Initializer], shapes: Mapping[Path, Any]
+) -> dict[Path, jax.Array]:
+    """Draws every planned parameter from its initializer and its path's key."""
+    items = tuple(
+        (path, init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
+        for path, init in chosen.items()
+    )
+    try:
+        hash(items)
+    except TypeError:  # an unhashable user initializer: draw parameter by parameter
+        values = _draw_each(key, items)
+    else:
+        values = _draw_jit(key, items)
+    return dict(zip(chosen, values, strict=True))
+
+
+def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:
+    from flax import nnx
+
+    modules = [(tuple(path), module) for path, module in nnx.iter_modules(model)]
+    variables = {
+        tuple(path): variable
+        for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
+    values = {path: variable.get_value() for path, variable in variables.items()}
+    shapes = {path: tuple(value.shape) for path, value in values.items()}
+    chosen = plan(modules, shapes, tiers)
+    for path, new in draw(key, chosen, values).items():
+        variables[path].set_value(new)
+
+
+def _reinit_linen(
+    module: Any,
+    key: jax.Array,
+    tiers: Sequence[Rules],
+    variables: Mapping[str, Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    method: Any,
+) -> Any:
+    from flax import linen as nn, traverse_util
+    from flax.core import FrozenDict, freeze
+
+    if "params" not in variables:
+        raise ValueError("reinit: variables has no 'params' collection")
+    seen: dict[Path, Any] = {}
+
+    def record(next_fun: Any, call_args: Any, call_kwargs: Any, context: Any) -> Any:
+        # The first call seen at a path is the module that owns it (a wrapper such as
+        # nn.RNN may re-enter a cell under a lifted scope later).
+        seen.setdefault(tuple(context.module.path), context.module)
+        return next_fun(*call_args, **call_kwargs)
+
+    rngs = {"params": key, "dropout": key}
+
+    def run(variables: Any) -> Any:
+        return module.apply(
+            variables, *args, method=method, mutable=True, rngs=rngs, **kwargs
+        )
+
+    # Variables are an argument, not a closure, so they may be abstract
+    # (jax.ShapeDtypeStruct, e.g. from jax.eval_shape(module.init, ...)).
+    with nn.intercept_methods(record):
+        jax.eval_shape(run, variables)
+    flatten: Any = traverse_util.flatten_dict  # untyped in flax
+    unflatten: Any = traverse_util.unflatten_dict
+    params = flatten(dict(variables["params"]))
+    shapes = {tuple(path): tuple(value.shape) for path, value in params.items()}
+    new_params = dict(params)
+    new_params.update(draw(key, plan(list(seen.items()), shapes, tiers), params))
+    result = dict(variables)
+    result["params"] = unflatten(new_params)
+    return freeze(result) if isinstance(variables, FrozenDict) else result
+
+
+def _is_nnx(model: Any) -> bool:
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover - flax is optional
+        return False
+    return isinstance(model, nnx.Module)
+
+
+def run(
+    owner: str,
+    model: Any,
+    key: jax.Array,
+    tiers: Sequence[Rules],
+    variables: Mapping[str, Any] | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    method: Any,
+) -> Any:
+    """Dispatches to nnx (in place, returns None) or linen (returns variables)."""
+    for rules in tiers:
+        _check_rules(owner, rules)
+    if _is_nnx(model):
+        if variables is not None:
+            raise TypeError(
+                f"{owner}: an nnx model holds its own state; drop variables="
+            )
+        _reinit_nnx(model, key, tiers)
+        return None
+    if variables is None:
+        raise TypeError(
+            f"{owner}: a linen module needs its variables (variables=...) and example "
+            "inputs (args=...) to find which module owns which parameter; got "
+            f"{type(model).__name__} without variables"
+        )
+    return _reinit_linen(model, key, tiers, variables, args, kwargs or {}, method)
+
+
+# Torch's defaults, as rules on Flax module types.
+
+
+def _dense(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    kernel = shapes.get("kernel")
+    if kernel is None:
+        return {}
+    fan_in = math.prod(kernel[:-1])  # Dense (in, out), Conv (*k, in/g, out)
+    return {
+        "kernel": _scaled.kaiming_uniform(a=_SQRT5),
+        "bias": torch_defaults.linear(fan_in)["bias_init"],
+    }
+
+
+def _conv_transpose(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    kernel = shapes.get("kernel")
+    if kernel is None:
+        return {}
+    flipped = bool(getattr(module, "transpose_kernel", False))
+    # torch's fan-in is the output channels times the window: the kernel's last
+    # axis for (*k, in, out), its second to last for (*k, out, in).
+    out_channels = kernel[-2] if flipped else kernel[-1]
+    fan_in = out_channels * math.prod(kernel[:-2])
+    kernel_init = (
+        _scaled.kaiming_uniform(a=_SQRT5)
+        if flipped
+        else _scaled.kaiming_uniform(a=_SQRT5, in_axis=-1, out_axis=-2)
+    )
+    return {"kernel": kernel_init, "bias": torch_defaults.linear(fan_in)["bias_init"]}
+
+
+def _embed(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    return {"embedding": _basic.normal()}
+
+
+def _attention(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    query, key, value = (
+        shapes.get(f"{name}/kernel") for name in ("query", "key", "value")
+    )
+    if query is None or key is None or value is None:
+        return {}
+    embed = math.prod(query[1:])
+    projection: Initializer
+    if query[0] == key[0] == value[0] == embed:
+        # torch packs q, k, v into one (3E, E) matrix and draws one xavier over it.
+        projection = _basic.uniform(
+            -torch_defaults._packed_in_projection_bound(embed),
+            torch_defaults._packed_in_projection_bound(embed),
+        )
+    else:
+        projection = _scaled.xavier_uniform(in_axis=0, out_axis=(1, 2))
+    rules: dict[str, Initializer] = {}
+    for name in ("query", "key", "value"):
+        rules[f"{name}/kernel"] = projection
+        rules[f"{name}/bias"] = _basic.zeros()
+    out = shapes.get("out/kernel")
+    if out is not None:
+        heads_axes = tuple(range(len(out) - 1))
+        rules["out/kernel"] = _scaled.kaiming_uniform(
+            a=_SQRT5, in_axis=heads_axes, out_axis=len(out) - 1
+        )
+    rules["out/bias"] = _basic.zeros()
+    return rules
+
+
+_RECURRENT_KERNELS = ("hi/kernel", "hr/kernel", "h/kernel", "dense_h/kernel")
+# torch biases that Flax keeps apart rather than summed: GRU's b_in and b_hn.
+_SINGLE_BIASES = ("in/bias", "hn/bias")
+
+
+def _cell(
+    defaults: Callable[[int], torch_defaults.RecurrentInits],
+) -> Callable[[Any, ParamShapes], Mapping[str, Initializer]]:
+    def rule(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+        recurrent = next((shapes[n] for n in _RECURRENT_KERNELS if n in shapes), None)
+        if recurrent is None:
+            return {}
+        inits = defaults(recurrent[0])
+        rules: dict[str, Initializer] = {}
+        for name in shapes:
+            if name.endswith("kernel"):
+                rules[name] = inits["kernel_init"]
+            elif name in _SINGLE_BIASES:
+                rules[name] = inits["kernel_init"]
+            elif name.endswith("bias"):
+                rules[name] = inits["bias_init"]
+        return rules
+
+    return rule
+
+
+def _norm(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    return {"scale": _basic.ones(), "bias": _basic.zeros()}
+
+
+def _prelu(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    return {"negative_slope": _basic.constant(0.25)}
+
+
+def torch_rules() -> dict[Any, Any]:
+    """Torch's ``reset_parameters`` defaults as rules on linen and nnx module types."""
+    from flax import linen as nn, nnx
+
+    rules: dict[Any, Any] = {
+        (nn.Dense, nnx.Linear, nn.Conv, nnx.Conv): _dense,
+        (nn.ConvTranspose, nnx.ConvTranspose): _conv_transpose,
+        (nn.Embed, nnx.Embed): _embed,
+        (nn.MultiHeadDotProductAttention, nnx.MultiHeadAttention): _attention,
+        (nn.SimpleCell, nnx.SimpleCell): _cell(torch_defaults.rnn_cell),
+        (
+            nn.LSTMCell,
+            nn.OptimizedLSTMCell,
+            nnx.LSTMCell,
+            nnx.OptimizedLSTMCell,
+        ): _cell(torch_defaults.lstm_cell),
+        (nn.GRUCell, nnx.GRUCell): _cell(torch_defaults.gru_cell),
+        (
+            nn.LayerNorm,
+            nn.GroupNorm,
+            nn.BatchNorm,
+            nn.RMSNorm,
+            nnx.LayerNorm,
+            nnx.GroupNorm,
+            nnx.BatchNorm,
+            nnx.RMSNorm,
+        ): _norm,
+        (nn.PReLU, nnx.PReLU): _prelu,
+    }
+    return rules

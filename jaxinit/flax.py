@@ -1,0 +1,179 @@
+"""Flax helpers: re-initialize whole models and port torch weights.
+
+``reinit`` re-draws a model's parameters by rules on module types or parameter
+paths, ``torch_init`` applies PyTorch's layer defaults to every layer, and the
+``*_from_torch`` / ``*_to_torch`` functions convert weights between torch's and
+Flax's layouts (numpy only). Flax is imported only when a model is re-initialized;
+``import jaxinit`` never imports it.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+
+from . import _flax_reinit
+from ._flax_convert import (
+    conv_from_torch as conv_from_torch,
+    conv_to_torch as conv_to_torch,
+    conv_transpose_from_torch as conv_transpose_from_torch,
+    conv_transpose_to_torch as conv_transpose_to_torch,
+    embedding_from_torch as embedding_from_torch,
+    embedding_to_torch as embedding_to_torch,
+    gru_from_torch as gru_from_torch,
+    gru_to_torch as gru_to_torch,
+    linear_from_torch as linear_from_torch,
+    linear_to_torch as linear_to_torch,
+    lstm_from_torch as lstm_from_torch,
+    lstm_to_torch as lstm_to_torch,
+    multihead_attention_from_torch as multihead_attention_from_torch,
+    multihead_attention_to_torch as multihead_attention_to_torch,
+)
+from ._flax_reinit import param_key as param_key, torch_rules as torch_rules
+
+__all__ = [
+    "conv_from_torch",
+    "conv_to_torch",
+    "conv_transpose_from_torch",
+    "conv_transpose_to_torch",
+    "embedding_from_torch",
+    "embedding_to_torch",
+    "gru_from_torch",
+    "gru_to_torch",
+    "linear_from_torch",
+    "linear_to_torch",
+    "lstm_from_torch",
+    "lstm_to_torch",
+    "multihead_attention_from_torch",
+    "multihead_attention_to_torch",
+    "param_key",
+    "reinit",
+    "torch_init",
+    "torch_rules",
+]
+
+
+def reinit(
+    model: Any,
+    key: jax.Array,
+    rules: Mapping[Any, Any],
+    *,
+    variables: Mapping[str, Any] | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    method: Any = None,
+) -> Any:
+    """Re-draws the parameters of an existing Flax model by rules.
+
+    The Flax counterpart of torch's ``model.apply(init_fn)``. ``rules`` maps
+
+    - a module type (or a tuple of types) to ``{param_name: initializer}``, where
+      names are paths relative to the module (``"kernel"``, ``"ii/kernel"``), or to
+      a function ``(module, shapes) -> {param_name: initializer}`` that sees the
+      module and the shapes of every parameter under it;
+    - a regular expression (``str``), matched in full against the parameter path
+      joined by ``/`` (``"encoder/layers/0/bias"``), to an initializer.
+
+    Parameters no rule names are left untouched. When several rules name the same
+    parameter, a path rule beats a module rule, the outer module's rule beats an
+    inner one's (torch's ``apply`` visits children first, so the parent writes
+    last), and a later rule beats an earlier one. Flax cells and attention are made
+    of ``Dense``/``Linear`` submodules, which a ``Dense`` rule matches too unless a
+    rule for the enclosing cell claims them.
+
+    Each parameter's key is ``param_key(key, path)``, a fold-in of a hash of its
+    path, so adding a layer does not change the other layers' values (linen's
+    automatic names such as ``Dense_1`` do shift when a layer of the same type is
+    inserted before; name layers to avoid that). Works under ``jax.jit`` (linen)
+    and ``nnx.jit`` (nnx).
+
+    Args:
+        model: an ``nnx.Module`` (updated in place), or a linen ``Module``.
+        key: a PRNG key.
+        rules: the rules described above.
+        variables: linen only: the module's variables; only ``params`` are re-drawn.
+        args: linen only: example inputs for ``module.apply``. linen modules
+            exist only while called, so reinit calls the module abstractly
+            (``jax.eval_shape``, no compute) and records which module owns which
+            parameter (``nn.intercept_methods``).
+        kwargs: linen only: keyword arguments for that call.
+        method: linen only: the method to call (default ``__call__``).
+
+    Returns:
+        None for an nnx model; the new variables for a linen module.
+
+    Raises:
+        TypeError: malformed rules; linen without ``variables``.
+
+    Examples:
+        >>> import jax, jaxinit, jaxinit.flax
+        >>> from flax import nnx
+        >>> model = nnx.Sequential(nnx.Linear(4, 8, rngs=nnx.Rngs(0)),
+        ...                        nnx.Linear(8, 2, rngs=nnx.Rngs(1)))
+        >>> head = model.layers[1].kernel[...]
+        >>> jaxinit.flax.reinit(model, jax.random.key(0), {
+        ...     r"layers/0/kernel": jaxinit.orthogonal(),
+        ...     nnx.Linear: {"bias": jaxinit.constant(0.5)},
+        ... })
+        >>> bool((model.layers[1].kernel[...] == head).all())  # no rule: untouched
+        True
+        >>> model.layers[0].bias[...].tolist() == [0.5] * 8
+        True
+    """
+    return _flax_reinit.run(
+        "reinit", model, key, [rules], variables, args, kwargs, method
+    )
+
+
+def torch_init(
+    model: Any,
+    key: jax.Array,
+    rules: Mapping[Any, Any] | None = None,
+    *,
+    variables: Mapping[str, Any] | None = None,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    method: Any = None,
+) -> Any:
+    """Re-draws every parameter as the matching torch layer would initialize it.
+
+    ``reinit`` with ``torch_rules()``, the torch defaults of
+    ``jaxinit.torch_defaults`` as rules on linen and nnx types: ``Dense``/``Linear``
+    and ``Conv`` (``U(+-1/sqrt(fan_in))`` weight and bias, groups included),
+    ``ConvTranspose`` (torch's output-side fan, either ``transpose_kernel``),
+    ``Embed`` (``N(0, 1)``), attention (packed or separate in-projection, ``Linear``
+    out projection, zero biases), the LSTM/GRU/simple cells (``U(+-1/sqrt(H))``, each
+    Flax bias drawn as the torch biases it stands for), the norms (ones, zeros) and
+    ``PReLU`` (0.25). Other modules' parameters are untouched. Padding rows of
+    embeddings are a torch *argument*, not a type: add a rule, e.g.
+    ``{r".*/embedding": torch_defaults.embedding(n, padding_idx=0)["embedding_init"]}``.
+
+    Args:
+        model: an ``nnx.Module`` (updated in place), or a linen ``Module``.
+        key: a PRNG key.
+        rules: extra rules (as for ``reinit``) that win over the torch defaults at
+            the same module.
+        variables: linen only, as for ``reinit``.
+        args: linen only, as for ``reinit``.
+        kwargs: linen only, as for ``reinit``.
+        method: linen only, as for ``reinit``.
+
+    Returns:
+        None for an nnx model; the new variables for a linen module.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, jaxinit.flax
+        >>> from flax import linen as nn
+        >>> module = nn.Dense(8)
+        >>> x = jnp.ones((1, 64))
+        >>> variables = module.init(jax.random.key(0), x)
+        >>> variables = jaxinit.flax.torch_init(module, jax.random.key(1),
+        ...                                     variables=variables, args=(x,))
+        >>> bias = variables["params"]["bias"]
+        >>> bool((abs(bias) <= 1 / 8).all()), bool((bias != 0).all())
+        (True, True)
+    """
+    tiers = [_flax_reinit.torch_rules(), dict(rules or {})]
+    return _flax_reinit.run(
+        "torch_init", model, key, tiers, variables, args, kwargs, method
+    )
