@@ -39,6 +39,7 @@ from ._torch_style import (
     xavier_uniform_ as xavier_uniform_,
     zeros_ as zeros_,
 )
+from ._tree import init_tree as init_tree, leaf_key as leaf_key
 from ._typing import Initializer as Initializer
 
 __version__ = "0.1.0"
@@ -53,10 +54,12 @@ __all__ = [
     "dirac_",
     "eye",
     "eye_",
+    "init_tree",
     "kaiming_normal",
     "kaiming_normal_",
     "kaiming_uniform",
     "kaiming_uniform_",
+    "leaf_key",
     "normal",
     "normal_",
     "ones",

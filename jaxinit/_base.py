@@ -49,6 +49,11 @@ class InitializerBase:
         self.check_shape(dims)
         if math.prod(dims) == 0:
             self.warn_empty()
+            if _on_auto_mesh(out_sharding):
+                empty: jax.Array = jax.device_put(
+                    jnp.zeros(dims, resolved), out_sharding
+                )
+                return empty
             return jnp.zeros(dims, resolved, out_sharding=out_sharding)
         # One compiled program per (initializer, shape, dtype): eager calls run the
         # same XLA code as jitted ones, so both give the same bits.
@@ -117,7 +122,24 @@ def _generate_jit(
     dtype: np.dtype,
     out_sharding: OutSharding,
 ) -> jax.Array:
+    if _on_auto_mesh(out_sharding):
+        # jax's out_sharding= takes explicit-axis meshes only. On an auto mesh,
+        # constrain the result instead: the partitioner then draws every shard
+        # on its own device (the elementwise samplers are partitionable).
+        drawn = init._generate(key, shape, dtype, None)
+        constrained: jax.Array = jax.lax.with_sharding_constraint(  # type: ignore[no-untyped-call]
+            drawn, out_sharding
+        )
+        return constrained
     return init._generate(key, shape, dtype, out_sharding)
+
+
+def _on_auto_mesh(sharding: OutSharding) -> bool:
+    """Whether ``sharding`` is a NamedSharding over a mesh with non-explicit axes."""
+    if not isinstance(sharding, jax.sharding.NamedSharding):
+        return False
+    explicit = jax.sharding.AxisType.Explicit
+    return any(axis_type != explicit for axis_type in sharding.mesh.axis_types)
 
 
 def place(array: jax.Array, out_sharding: OutSharding) -> jax.Array:

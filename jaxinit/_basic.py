@@ -1,6 +1,7 @@
 """Layout-free initializers: uniform, normal, trunc_normal, constant and eye."""
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -403,6 +404,11 @@ def trunc_normal(
     _check_layout_args(owner, layout, in_axis, out_axis, batch_axis)
     low = _checks.real(owner, "a", a, allow_inf=True, allowed="a real number or -inf")
     high = _checks.real(owner, "b", b, allow_inf=True, allowed="a real number or inf")
+    # Only the open side may be infinite: a = +inf or b = -inf leaves no finite value.
+    if low == math.inf:
+        raise ValueError("trunc_normal: a must be a real number or -inf, got inf")
+    if high == -math.inf:
+        raise ValueError("trunc_normal: b must be a real number or inf, got -inf")
     if low > high:
         raise ValueError(f"trunc_normal: expects a <= b, got a={low} > b={high}")
     std_value = _checks.real(owner, "std", std, allowed="a finite number > 0")

@@ -3,6 +3,7 @@
 Every message names the initializer and the parameter, and says what is allowed.
 """
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -49,7 +50,10 @@ def real(
             f"{owner}: {name} must be {allowed}, got {value!r} "
             f"of type {type(value).__name__}"
         )
-    number = float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond the float range, such as 10**400
+        raise ValueError(f"{owner}: {name} must be {allowed}, got {value}") from None
     if math.isnan(number) or (math.isinf(number) and not allow_inf):
         raise ValueError(f"{owner}: {name} must be {allowed}, got {number}")
     if minimum is not None and number < minimum:
@@ -59,15 +63,15 @@ def real(
 
 def integer(owner: str, name: str, value: object, *, minimum: int) -> int:
     """Returns ``value`` as an int >= minimum, or raises TypeError/ValueError."""
-    if isinstance(value, bool | np.bool_) or not isinstance(
-        value, numbers.Integral
-    ):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         raise TypeError(
             f"{owner}: {name} must be an integer >= {minimum}, got {value!r} "
             f"of type {type(value).__name__}"
         )
     if int(value) < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value}")
+        raise ValueError(
+            f"{owner}: {name} must be an integer >= {minimum}, got {value}"
+        )
     return int(value)
 
 
@@ -78,7 +82,9 @@ def choice(owner: str, name: str, value: object, options: Sequence[str]) -> str:
             f"{owner}: {name} must be a string, one of {list(options)}, got {value!r}"
         )
     if value not in options:
-        raise ValueError(f"{owner}: {name} must be one of {list(options)}, got {value!r}")
+        raise ValueError(
+            f"{owner}: {name} must be one of {list(options)}, got {value!r}"
+        )
     return value
 
 
@@ -90,13 +96,19 @@ def key(owner: str, value: object) -> jax.Array:
             f"{owner}: key must be a JAX PRNG key, got {value!r} of type "
             f"{type(value).__name__}; {hint}"
         )
-    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
         if value.shape != ():
             raise ValueError(
                 f"{owner}: key must be a single PRNG key, got a batch of keys of shape "
                 f"{value.shape}; map over keys with jax.vmap"
             )
         return value
+    if value.dtype == jnp.uint32 and value.ndim == 1 and not _raw_key_fits(value.shape):
+        raise TypeError(
+            f"{owner}: key must be a JAX PRNG key, got a uint32 array of shape "
+            f"{value.shape}, which is not a raw key of the default PRNG "
+            f"({_prng_impl()}); {hint}"
+        )
     if value.dtype != jnp.uint32 or value.ndim != 1:
         if value.dtype == jnp.uint32 and value.ndim > 1:
             raise ValueError(
@@ -108,6 +120,26 @@ def key(owner: str, value: object) -> jax.Array:
             f"{value.dtype} and shape {value.shape}; {hint}"
         )
     return value
+
+
+def _raw_key_fits(key_shape: tuple[int, ...]) -> bool:
+    return _raw_key_fits_impl(key_shape, _prng_impl())
+
+
+def _prng_impl() -> str:
+    return str(jax.config.jax_default_prng_impl)  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=32)
+def _raw_key_fits_impl(key_shape: tuple[int, ...], impl: str) -> bool:
+    """Whether uint32 data of ``key_shape`` is one raw key of the default PRNG."""
+    try:
+        jax.eval_shape(
+            lambda: jax.random.wrap_key_data(jnp.zeros(key_shape, jnp.uint32))
+        )
+    except TypeError:
+        return False
+    return True
 
 
 def shape(owner: str, value: object) -> tuple[int, ...]:
@@ -129,13 +161,17 @@ def shape(owner: str, value: object) -> tuple[int, ...]:
             )
         if dim < 0:
             raise ValueError(
-                f"{owner}: shape must contain non-negative dimensions, got {tuple(value)}"
+                f"{owner}: shape must contain non-negative dimensions, got "
+                f"{tuple(value)}"
             )
         dims.append(int(dim))
-    if math.prod(dims) > np.iinfo(np.int64).max:
+    # XLA multiplies the dimensions in int64 even when one is 0 (and aborts the
+    # process on overflow), so the product of the non-zero ones must fit too.
+    extent = math.prod(dim for dim in dims if dim)
+    if extent > np.iinfo(np.int64).max:
         raise ValueError(
-            f"{owner}: shape {tuple(dims)} has {math.prod(dims)} elements, more than "
-            "an array can hold (2**63 - 1)"
+            f"{owner}: shape {tuple(dims)} has dimensions whose product {extent} is "
+            "more than an array can hold (2**63 - 1)"
         )
     return tuple(dims)
 
@@ -150,11 +186,17 @@ def dtype(
     as torch does.
     """
     if value is None:
-        return np.dtype(jnp.float32)
+        return np.dtype(np.float32)
     try:
         resolved = jnp.dtype(value)
     except TypeError as error:
         raise TypeError(f"{owner}: dtype {value!r} is not a dtype") from error
+    numeric = jnp.issubdtype(resolved, jnp.number) or resolved == np.bool_
+    if exact_ok and not numeric:
+        raise TypeError(
+            f"{owner}: dtype must be a numeric or bool dtype (floating, integer, "
+            f"complex or bool), got {resolved.name}"
+        )
     if not exact_ok and resolved.name not in FLOAT_DTYPES:
         raise TypeError(
             f"{owner}: dtype must be a floating dtype, one of {list(FLOAT_DTYPES)}, "

@@ -7,6 +7,7 @@ values in [0, 1)), and the bounds hold for the exact Python numbers the user gav
 """
 
 import math
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,16 @@ from ._typing import OutSharding
 _UNREACHABLE_STD = 9.0
 # Smallest interval probability each compute dtype resolves without denormals.
 _MIN_MASS = {np.dtype(np.float32): 1e-30, np.dtype(np.float64): 1e-290}
+# The largest |z| jax.random.normal returns, rounded up (5.42 at float32, 8.29 at
+# float64): no draw lies beyond mean +- _NORMAL_REACH * std.
+_NORMAL_REACH = {np.dtype(np.float32): 5.5, np.dtype(np.float64): 8.3}
+# Largest finite float16 and bfloat16 (np.finfo does not know bfloat16).
+_LOW_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38}
+
+
+def largest_finite(dtype: np.dtype) -> float:
+    """The largest finite value of a floating (or complex) dtype."""
+    return _LOW_MAX.get(dtype.name) or float(np.finfo(dtype).max)
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -50,21 +61,44 @@ def round_down(value: float, dtype: np.dtype, *, strict: bool = False) -> np.nda
 
 
 def _check_representable(owner: str, name: str, value: float, dtype: np.dtype) -> None:
-    if math.isfinite(value) and not math.isfinite(float(_as_dtype(value, dtype))):
+    if math.isfinite(value) and not np.isfinite(_as_dtype(value, dtype)).all():
         raise ValueError(
             f"{owner}: {name}={value} is out of range for {dtype.name} (largest "
-            f"finite value {float(jnp.finfo(dtype).max)})"
+            f"finite value {largest_finite(dtype)})"
+        )
+
+
+def _check_reach(
+    owner: str,
+    dtype: np.dtype,
+    mean: float,
+    std: float,
+    z: float,
+    low: float,
+    high: float,
+) -> None:
+    """Raises ValueError if draws in [low, high] can overflow ``dtype`` to inf."""
+    largest = largest_finite(dtype)
+    if max(abs(low), abs(high)) > largest:
+        raise ValueError(
+            f"{owner}: draws reach [{low:.4g}, {high:.4g}] (mean {mean:g} +- {z:.3g} "
+            f"std, std={std:g}), beyond the largest {dtype.name} ({largest:g}), where "
+            "they would be inf; use a wider dtype, a smaller std or finite bounds"
         )
 
 
 def constant(
-    owner: str, value: float, shape: tuple[int, ...], dtype: np.dtype, sharding: OutSharding
+    owner: str,
+    value: float,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    sharding: OutSharding,
 ) -> jax.Array:
     """``value`` everywhere, rounded to ``dtype``; errors if it overflows."""
     if jnp.issubdtype(dtype, jnp.inexact):
         _check_representable(owner, "val", value, dtype)
     elif jnp.issubdtype(dtype, jnp.integer):
-        info = jnp.iinfo(dtype)
+        info = np.iinfo(dtype)
         if not math.isfinite(value) or not info.min <= int(value) <= info.max:
             raise ValueError(
                 f"{owner}: val={value} cannot be converted to {dtype.name} without "
@@ -86,6 +120,19 @@ def uniform(
     """U[a, b): every value v satisfies a <= v < b for the Python floats a, b."""
     if a == b:
         return constant(owner, a, shape, dtype, sharding)
+    a, width, lo, hi = uniform_params(owner, dtype, a, b)
+    u = jax.random.uniform(key, shape, compute_dtype(dtype), out_sharding=sharding)
+    return jnp.clip((a + width * u).astype(dtype), lo, hi)
+
+
+def uniform_params(
+    owner: str, dtype: np.dtype, a: float, b: float
+) -> tuple[float, float, float, float]:
+    """The parameters ``(a, b - a, lo, hi)`` of ``U[a, b)`` drawn in ``dtype``.
+
+    Values are clipped to [lo, hi], the dtype values inside [a, b); ValueError
+    if there are none or the interval is too wide for the draw dtype.
+    """
     _check_representable(owner, "a", a, dtype)
     _check_representable(owner, "b", b, dtype)
     lo, hi = round_up(a, dtype), round_down(b, dtype, strict=True)
@@ -96,13 +143,13 @@ def uniform(
         )
     draw_dtype = compute_dtype(dtype)
     width = b - a
-    if width > float(jnp.finfo(draw_dtype).max):
+    largest = float(np.finfo(draw_dtype).max)  # float32 or float64: numpy knows both
+    if width > largest:
         raise ValueError(
             f"{owner}: b - a = {width} exceeds the largest {draw_dtype.name} "
-            f"({float(jnp.finfo(draw_dtype).max)}); narrow the interval"
+            f"({largest}); narrow the interval"
         )
-    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding)
-    return jnp.clip((a + width * u).astype(dtype), lo, hi)
+    return a, width, float(lo), float(hi)
 
 
 def normal(
@@ -118,6 +165,8 @@ def normal(
     _check_representable(owner, "mean", mean, dtype)
     if std == 0:
         return constant(owner, mean, shape, dtype, sharding)
+    reach = _NORMAL_REACH[compute_dtype(dtype)]
+    _check_reach(owner, dtype, mean, std, reach, mean - reach * std, mean + reach * std)
     z = jax.random.normal(key, shape, compute_dtype(dtype), out_sharding=sharding)
     return (mean + std * z).astype(dtype)
 
@@ -135,6 +184,11 @@ def _interval_mass(alpha: float, beta: float) -> float:
     return 1.0 - _phi(alpha) - _phi(-beta)
 
 
+def is_unreachable(alpha: float, beta: float) -> bool:
+    """Whether a plain normal never reaches the standardized bounds (clip only)."""
+    return alpha <= -_UNREACHABLE_STD and beta >= _UNREACHABLE_STD
+
+
 def truncated_standard_normal(
     key: jax.Array,
     shape: tuple[int, ...],
@@ -150,11 +204,14 @@ def truncated_standard_normal(
     ``Phi(-beta) + p * (1 - u)``, so neither tail loses precision to 1 - q
     rounding (the cause of jax.random.truncated_normal's values at the bound).
     """
-    if alpha <= -_UNREACHABLE_STD and beta >= _UNREACHABLE_STD:
+    if is_unreachable(alpha, beta):
         z = jax.random.normal(key, shape, draw_dtype, out_sharding=sharding)
         return jnp.clip(z, alpha, beta)
     mass = _interval_mass(alpha, beta)
-    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding)
+    # Midpoints of jax's uniform grid, so u lies in (0, 1): u == 0 (one float32
+    # draw in 2**23) would give ndtri(0) = -inf when alpha = -inf.
+    half_step = float(np.finfo(draw_dtype).eps) / 2
+    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding) + half_step
     lower = _phi(alpha) + mass * u
     upper_tail = _phi(-beta) + mass * (1 - u)
     use_lower = lower <= 0.5
@@ -188,9 +245,19 @@ def trunc_normal(
     if _interval_mass(alpha, beta) < _MIN_MASS[draw_dtype]:
         raise ValueError(
             f"{owner}: [a, b] = [{a}, {b}] lies so far in the tail of N({mean}, "
-            f"{std}**2) (standardized [{alpha:.4g}, {beta:.4g}]) that {draw_dtype.name} "
+            f"{std}**2) (standardized [{alpha:.4g}, {beta:.4g}]) that "
+            f"{draw_dtype.name} "
             "cannot resolve its probability; enable jax_enable_x64 and ask for "
             "float64, or move mean closer to the interval"
         )
+    if math.isinf(a) or math.isinf(b):
+        # The farthest quantile the sampler reaches on an unbounded side.
+        far = _interval_mass(alpha, beta) * float(np.finfo(draw_dtype).eps) / 2
+        reach = 1.01 * max(
+            _NORMAL_REACH[draw_dtype], -statistics.NormalDist().inv_cdf(far)
+        )
+        low = mean - reach * std if math.isinf(a) else a
+        high = mean + reach * std if math.isinf(b) else b
+        _check_reach(owner, dtype, mean, std, reach, low, high)
     z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta, sharding)
     return jnp.clip((mean + std * z).astype(dtype), lo, hi)
