@@ -122,16 +122,24 @@ def _generate_jit(
     dtype: np.dtype,
     out_sharding: OutSharding,
 ) -> jax.Array:
+    if out_sharding is None:
+        return init._generate(key, shape, dtype, None)
+
+    # Draw as if unsharded and let the partitioner place each shard: the samplers
+    # are elementwise over partitionable threefry, so every device draws only its
+    # shard, with the unsharded array's bits. (jax.random's own out_sharding= puts
+    # explicit shardings on every intermediate, and some jax ops, such as the
+    # selects inside ndtri, reject them.)
+    def draw(key: Any) -> jax.Array:
+        return init._generate(key, shape, dtype, None)
+
     if _on_auto_mesh(out_sharding):
-        # jax's out_sharding= takes explicit-axis meshes only. On an auto mesh,
-        # constrain the result instead: the partitioner then draws every shard
-        # on its own device (the elementwise samplers are partitionable).
-        drawn = init._generate(key, shape, dtype, None)
         constrained: jax.Array = jax.lax.with_sharding_constraint(  # type: ignore[no-untyped-call]
-            drawn, out_sharding
+            draw(key), out_sharding
         )
         return constrained
-    return init._generate(key, shape, dtype, out_sharding)
+    placed: jax.Array = jax.sharding.auto_axes(draw, out_sharding=out_sharding)(key)
+    return placed
 
 
 def _on_auto_mesh(sharding: OutSharding) -> bool:

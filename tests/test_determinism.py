@@ -128,25 +128,7 @@ def test_sharded_bits_equal_unsharded(name: str, mesh_shape, names, spec: P):
     assert bits(out) == expected
 
 
-NORMAL_FAMILY = {"normal", "xavier_normal", "trunc_normal", "trunc_normal_one_sided"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                name in NORMAL_FAMILY,
-                reason="known issue: under jax.set_mesh with Explicit axes, normal "
-                "draws differ by 1 ulp from unsharded ones, and trunc_normal can "
-                "raise ShardingTypeError (jnp.where on mixed shardings)",
-                strict=False,
-            ),
-        )
-        for name in sorted(ELEMENTWISE)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
 def test_explicit_mesh_out_sharding_bits(name: str):
     """out_sharding= with jax.make_mesh's Explicit axes, under jax.set_mesh (jax
     requires the mesh in context for eager calls)."""
