@@ -66,13 +66,7 @@ class InitializerBase:
     def warn_empty(self) -> None:
         """Called on zero-element shapes (torch's kaiming_* warns there)."""
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -123,7 +117,7 @@ def _generate_jit(
     out_sharding: OutSharding,
 ) -> jax.Array:
     if out_sharding is None:
-        return init._generate(key, shape, dtype, None)
+        return init._generate(key, shape, dtype)
 
     # Draw as if unsharded and let the partitioner place each shard: the samplers
     # are elementwise over partitionable threefry, so every device draws only its
@@ -131,7 +125,7 @@ def _generate_jit(
     # explicit shardings on every intermediate, and some jax ops, such as the
     # selects inside ndtri, reject them.)
     def draw(key: Any) -> jax.Array:
-        return init._generate(key, shape, dtype, None)
+        return init._generate(key, shape, dtype)
 
     if _on_auto_mesh(out_sharding):
         constrained: jax.Array = jax.lax.with_sharding_constraint(  # type: ignore[no-untyped-call]
@@ -148,14 +142,6 @@ def _on_auto_mesh(sharding: OutSharding) -> bool:
         return False
     explicit = jax.sharding.AxisType.Explicit
     return any(axis_type != explicit for axis_type in sharding.mesh.axis_types)
-
-
-def place(array: jax.Array, out_sharding: OutSharding) -> jax.Array:
-    """Reshards a computed array to ``out_sharding`` (None leaves it as is)."""
-    if out_sharding is None:
-        return array
-    placed: jax.Array = jax.sharding.reshard(array, out_sharding)  # type: ignore[no-untyped-call]
-    return placed
 
 
 def layout_fields(

@@ -10,8 +10,8 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from . import _checks, _sampling
-from ._base import InitializerBase, dtype_field, factory, layout_fields, place
-from ._typing import Axes, Initializer, OutSharding
+from ._base import InitializerBase, dtype_field, factory, layout_fields
+from ._typing import Axes, Initializer
 
 
 def _check_layout_args(
@@ -29,14 +29,8 @@ class _Constant(InitializerBase):
     val: float
     dtype: str | None = None
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
-        return _sampling.constant(self.name, self.val, shape, dtype, out_sharding)
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        return _sampling.constant(self.name, self.val, shape, dtype)
 
 
 @factory
@@ -159,16 +153,8 @@ class _Uniform(InitializerBase):
     b: float = 1.0
     dtype: str | None = None
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
-        return _sampling.uniform(
-            self.name, key, shape, dtype, self.a, self.b, out_sharding
-        )
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        return _sampling.uniform(self.name, key, shape, dtype, self.a, self.b)
 
 
 @factory
@@ -239,16 +225,8 @@ class _Normal(InitializerBase):
     std: float = 1.0
     dtype: str | None = None
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
-        return _sampling.normal(
-            self.name, key, shape, dtype, self.mean, self.std, out_sharding
-        )
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        return _sampling.normal(self.name, key, shape, dtype, self.mean, self.std)
 
 
 @factory
@@ -318,13 +296,7 @@ class _TruncNormal(InitializerBase):
     b: float = 2.0
     dtype: str | None = None
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         return _sampling.trunc_normal(
             self.name,
             key,
@@ -334,7 +306,6 @@ class _TruncNormal(InitializerBase):
             self.std,
             self.a,
             self.b,
-            out_sharding,
         )
 
 
@@ -437,14 +408,8 @@ class _Eye(InitializerBase):
                 f"eye: Only tensors with 2 dimensions are supported; got shape {shape}"
             )
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
-        return place(jnp.eye(shape[0], shape[1], dtype=dtype), out_sharding)
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        return jnp.eye(shape[0], shape[1], dtype=dtype)
 
 
 @factory

@@ -14,8 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
-from ._typing import OutSharding
-
 # A truncated normal whose standardized bounds both lie beyond this many std is
 # drawn as a plain normal and clipped: jax.random.normal cannot reach 9 std
 # (float64 uniforms resolve ~8.2 std), so the clip never moves a value.
@@ -92,7 +90,6 @@ def constant(
     value: float,
     shape: tuple[int, ...],
     dtype: np.dtype,
-    sharding: OutSharding,
 ) -> jax.Array:
     """``value`` everywhere, rounded to ``dtype``; errors if it overflows."""
     if jnp.issubdtype(dtype, jnp.inexact):
@@ -105,7 +102,7 @@ def constant(
                 f"overflow (range [{info.min}, {info.max}])"
             )
         value = int(value)  # torch truncates toward zero
-    return jnp.full(shape, value, dtype, out_sharding=sharding)
+    return jnp.full(shape, value, dtype)
 
 
 def uniform(
@@ -115,13 +112,12 @@ def uniform(
     dtype: np.dtype,
     a: float,
     b: float,
-    sharding: OutSharding,
 ) -> jax.Array:
     """U[a, b): every value v satisfies a <= v < b for the Python floats a, b."""
     if a == b:
-        return constant(owner, a, shape, dtype, sharding)
+        return constant(owner, a, shape, dtype)
     a, width, lo, hi = uniform_params(owner, dtype, a, b)
-    u = jax.random.uniform(key, shape, compute_dtype(dtype), out_sharding=sharding)
+    u = jax.random.uniform(key, shape, compute_dtype(dtype))
     return jnp.clip((a + width * u).astype(dtype), lo, hi)
 
 
@@ -159,15 +155,14 @@ def normal(
     dtype: np.dtype,
     mean: float,
     std: float,
-    sharding: OutSharding,
 ) -> jax.Array:
     """N(mean, std**2), untruncated, drawn at float32 and rounded."""
     _check_representable(owner, "mean", mean, dtype)
     if std == 0:
-        return constant(owner, mean, shape, dtype, sharding)
+        return constant(owner, mean, shape, dtype)
     reach = _NORMAL_REACH[compute_dtype(dtype)]
     _check_reach(owner, dtype, mean, std, reach, mean - reach * std, mean + reach * std)
-    z = jax.random.normal(key, shape, compute_dtype(dtype), out_sharding=sharding)
+    z = jax.random.normal(key, shape, compute_dtype(dtype))
     return (mean + std * z).astype(dtype)
 
 
@@ -195,7 +190,6 @@ def truncated_standard_normal(
     draw_dtype: np.dtype,
     alpha: float,
     beta: float,
-    sharding: OutSharding,
 ) -> jax.Array:
     """Standard normal truncated to [alpha, beta], by the inverse CDF.
 
@@ -205,13 +199,13 @@ def truncated_standard_normal(
     rounding (the cause of jax.random.truncated_normal's values at the bound).
     """
     if is_unreachable(alpha, beta):
-        z = jax.random.normal(key, shape, draw_dtype, out_sharding=sharding)
+        z = jax.random.normal(key, shape, draw_dtype)
         return jnp.clip(z, alpha, beta)
     mass = _interval_mass(alpha, beta)
     # Midpoints of jax's uniform grid, so u lies in (0, 1): u == 0 (one float32
     # draw in 2**23) would give ndtri(0) = -inf when alpha = -inf.
     half_step = float(np.finfo(draw_dtype).eps) / 2
-    u = jax.random.uniform(key, shape, draw_dtype, out_sharding=sharding) + half_step
+    u = jax.random.uniform(key, shape, draw_dtype) + half_step
     lower = _phi(alpha) + mass * u
     upper_tail = _phi(-beta) + mass * (1 - u)
     use_lower = lower <= 0.5
@@ -228,12 +222,11 @@ def trunc_normal(
     std: float,
     a: float,
     b: float,
-    sharding: OutSharding,
 ) -> jax.Array:
     """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
     _check_representable(owner, "mean", mean, dtype)
     if a == b:
-        return constant(owner, a, shape, dtype, sharding)
+        return constant(owner, a, shape, dtype)
     lo, hi = round_up(a, dtype), round_down(b, dtype)
     if lo > hi:
         raise ValueError(
@@ -259,5 +252,5 @@ def trunc_normal(
         low = mean - reach * std if math.isinf(a) else a
         high = mean + reach * std if math.isinf(b) else b
         _check_reach(owner, dtype, mean, std, reach, low, high)
-    z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta, sharding)
+    z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta)
     return jnp.clip((mean + std * z).astype(dtype), lo, hi)

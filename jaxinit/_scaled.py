@@ -16,7 +16,7 @@ from jax.typing import DTypeLike
 from . import _checks, _sampling
 from ._base import LayoutInitializer, dtype_field, factory, layout_fields
 from ._gain import NONLINEARITIES, calculate_gain
-from ._typing import Axes, Initializer, OutSharding
+from ._typing import Axes, Initializer
 
 _DISTRIBUTIONS = ("uniform", "normal")
 _MODES = ("fan_in", "fan_out")
@@ -37,23 +37,13 @@ class _FanScaled(LayoutInitializer):
         """The target standard deviation for the given fans."""
         raise NotImplementedError
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         fan_in, fan_out = self.axes(shape).fans(shape)
         std = self.std(fan_in, fan_out)
         if self.distribution == "normal":
-            return _sampling.normal(
-                self.name, key, shape, dtype, 0.0, std, out_sharding
-            )
+            return _sampling.normal(self.name, key, shape, dtype, 0.0, std)
         bound = math.sqrt(3.0) * std
-        return _sampling.uniform(
-            self.name, key, shape, dtype, -bound, bound, out_sharding
-        )
+        return _sampling.uniform(self.name, key, shape, dtype, -bound, bound)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

@@ -15,20 +15,18 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from . import _checks, _fans, _sampling
-from ._base import LayoutInitializer, dtype_field, factory, layout_fields, place
-from ._typing import Axes, Initializer, OutSharding
+from ._base import LayoutInitializer, dtype_field, factory, layout_fields
+from ._typing import Axes, Initializer
 
 
 def _core_rank(shape: tuple[int, ...], batch_axis: tuple[int, ...]) -> int:
     return len(shape) - len(batch_axis)
 
 
-def _from_torch_order(
-    weight: jax.Array, axes: _fans.ResolvedAxes, out_sharding: OutSharding
-) -> jax.Array:
+def _from_torch_order(weight: jax.Array, axes: _fans.ResolvedAxes) -> jax.Array:
     """Transposes a weight built in torch order back to the caller's axis order."""
     inverse = tuple(int(axis) for axis in np.argsort(axes.torch_order))
-    return place(jnp.transpose(weight, inverse), out_sharding)
+    return jnp.transpose(weight, inverse)
 
 
 def _orthonormal(matrix: jax.Array) -> jax.Array:
@@ -60,13 +58,7 @@ class _Orthogonal(LayoutInitializer):
             )
         self.axes(shape)
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
         batch = torch_shape[: len(axes.batch_axes)]
@@ -77,7 +69,7 @@ class _Orthogonal(LayoutInitializer):
             key, (*batch, rows, cols), _sampling.compute_dtype(dtype)
         )
         weight = (self.gain * _orthonormal(draw)).astype(dtype).reshape(torch_shape)
-        return _from_torch_order(weight, axes, out_sharding)
+        return _from_torch_order(weight, axes)
 
 
 @factory
@@ -158,24 +150,18 @@ class _Sparse(LayoutInitializer):
             )
         self.axes(shape)
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
         rows = torch_shape[-2]
         num_zeros = math.ceil(self.sparsity * rows)  # torch's float arithmetic
         values_key, mask_key = jax.random.split(key)
         values = _sampling.normal(
-            self.name, values_key, torch_shape, dtype, 0.0, self.std, None
+            self.name, values_key, torch_shape, dtype, 0.0, self.std
         )
         zero_mask = _exact_count_mask(mask_key, torch_shape, num_zeros)
         weight = jnp.where(zero_mask, jnp.zeros((), dtype), values)
-        return _from_torch_order(weight, axes, out_sharding)
+        return _from_torch_order(weight, axes)
 
 
 def _exact_count_mask(key: Any, shape: tuple[int, ...], count: int) -> jax.Array:
@@ -300,13 +286,7 @@ class _Dirac(LayoutInitializer):
         if 0 in kernel:
             raise ValueError(f"dirac: the kernel size {kernel} has a zero dimension")
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         axes = self.axes(shape)
         out_channels, in_channels = shape[axes.out_axes[0]], shape[axes.in_axes[0]]
         kernel = tuple(shape[axis] for axis in axes.spatial_axes)
@@ -318,7 +298,7 @@ class _Dirac(LayoutInitializer):
         centre = tuple(k // 2 for k in kernel)
         index: tuple[Any, ...] = (..., outs, ins, *centre)
         weight[index] = 1
-        return _from_torch_order(jnp.asarray(weight), axes, out_sharding)
+        return _from_torch_order(jnp.asarray(weight), axes)
 
 
 @factory

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _basic, _scaled
 from ._base import InitializerBase
-from ._typing import Initializer, OutSharding
+from ._typing import Initializer
 
 __all__ = [
     "AttentionInits",
@@ -289,14 +289,8 @@ class _PaddedEmbedding(InitializerBase):
                 f"features) embedding table, got shape {shape}"
             )
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
-        table = _basic.normal()(key, shape, dtype, out_sharding)
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        table = _basic.normal()(key, shape, dtype)
         return table.at[self.padding_idx].set(jnp.zeros((), dtype))
 
     def __repr__(self) -> str:
@@ -458,13 +452,7 @@ class _RecurrentBias(InitializerBase):
     def check_shape(self, shape: tuple[int, ...]) -> None:
         self.terms(shape)
 
-    def _generate(
-        self,
-        key: Any,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        out_sharding: OutSharding,
-    ) -> jax.Array:
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         terms = self.terms(shape)
         term = _basic.uniform(-self.bound, self.bound)
         # Sum at float32 (or wider) and round once, as torch adds two stored biases.
@@ -472,7 +460,7 @@ class _RecurrentBias(InitializerBase):
         keys = jax.random.split(key, int(terms.max()))
         total = jnp.zeros(shape, wide)
         for index in range(int(terms.max())):
-            draw = term(keys[index], shape, wide, out_sharding)
+            draw = term(keys[index], shape, wide)
             total = total + jnp.where(jnp.asarray(terms > index), draw, 0)
         return total.astype(dtype)
 
