@@ -160,7 +160,7 @@ def _sampler_accepts(
     """Whether the sampler's own checks pass (traced only: nothing is compiled)."""
     try:
         jax.eval_shape(
-            lambda key: sampler(owner, key, (1,), dtype, *law, None), jax.random.key(0)
+            lambda key: sampler(owner, key, (1,), dtype, *law), jax.random.key(0)
         )
     except ValueError:
         return False
