@@ -49,7 +49,7 @@ class InitializerBase:
         self.check_shape(dims)
         if math.prod(dims) == 0:
             self.warn_empty()
-            if _on_auto_mesh(out_sharding):
+            if on_auto_mesh(out_sharding):
                 empty: jax.Array = jax.device_put(
                     jnp.zeros(dims, resolved), out_sharding
                 )
@@ -68,6 +68,27 @@ class InitializerBase:
 
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         raise NotImplementedError
+
+    def _generate_sharded(
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
+    ) -> jax.Array:
+        """Draws the array placed on ``out_sharding`` (traced, inside a jit).
+
+        Draws as if unsharded and lets the partitioner place each shard: the
+        samplers hash each element's own index, so every device draws only its
+        shard, with the unsharded array's bits. (jax.random's own
+        out_sharding= puts explicit shardings on every intermediate, and some jax
+        ops, such as the selects inside ndtri, reject them.)
+        """
+
+        def draw(key: Any) -> jax.Array:
+            return self._generate(key, shape, dtype)
+
+        return place(draw, key, out_sharding)
 
     def __repr__(self) -> str:
         names = [field.name for field in dataclasses.fields(self) if field.repr]
@@ -118,25 +139,23 @@ def _generate_jit(
 ) -> jax.Array:
     if out_sharding is None:
         return init._generate(key, shape, dtype)
+    return init._generate_sharded(key, shape, dtype, out_sharding)
 
-    # Draw as if unsharded and let the partitioner place each shard: the samplers
-    # are elementwise over partitionable threefry, so every device draws only its
-    # shard, with the unsharded array's bits. (jax.random's own out_sharding= puts
-    # explicit shardings on every intermediate, and some jax ops, such as the
-    # selects inside ndtri, reject them.)
-    def draw(key: Any) -> jax.Array:
-        return init._generate(key, shape, dtype)
 
-    if _on_auto_mesh(out_sharding):
+def place(
+    build: Callable[[Any], jax.Array], key: Any, out_sharding: OutSharding
+) -> jax.Array:
+    """``build(key)``, traced, placed on ``out_sharding`` (auto or explicit mesh)."""
+    if on_auto_mesh(out_sharding):
         constrained: jax.Array = jax.lax.with_sharding_constraint(  # type: ignore[no-untyped-call]
-            draw(key), out_sharding
+            build(key), out_sharding
         )
         return constrained
-    placed: jax.Array = jax.sharding.auto_axes(draw, out_sharding=out_sharding)(key)
+    placed: jax.Array = jax.sharding.auto_axes(build, out_sharding=out_sharding)(key)
     return placed
 
 
-def _on_auto_mesh(sharding: OutSharding) -> bool:
+def on_auto_mesh(sharding: OutSharding) -> bool:
     """Whether ``sharding`` is a NamedSharding over a mesh with non-explicit axes."""
     if not isinstance(sharding, jax.sharding.NamedSharding):
         return False

@@ -5,7 +5,6 @@ Flax is imported inside the functions, so importing this module never needs it.
 
 import math
 import re
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -13,6 +12,7 @@ import jax
 import numpy as np
 
 from . import _basic, _scaled, torch_defaults
+from ._tree import init_tree, leaf_key
 from ._typing import Initializer
 
 ParamShapes: TypeAlias = Mapping[str, tuple[int, ...]]
@@ -35,10 +35,9 @@ def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
     """The key of the parameter at ``path``: ``fold_in(key, crc32(path string))``.
 
     It depends on the path alone, so adding or removing other parameters leaves
-    this one's value unchanged.
+    this one's value unchanged. It is ``init_tree``'s key for the same path.
     """
-    digest = zlib.crc32(path_string(path).encode("utf-8")) & 0x7FFFFFFF
-    return jax.random.fold_in(key, digest)
+    return leaf_key(key, tuple(path))
 
 
 def _check_rules(owner: str, rules: Rules) -> None:
@@ -118,35 +117,19 @@ def plan(
     return {path: init for path, (_, init) in chosen.items()}
 
 
-DrawItem: TypeAlias = tuple[Path, Initializer, tuple[int, ...], Any]
-
-
-def _draw_each(key: jax.Array, items: Sequence[DrawItem]) -> list[jax.Array]:
-    return [
-        init(param_key(key, path), shape, dtype) for path, init, shape, dtype in items
-    ]
-
-
-# One compiled program per model plan rather than one per parameter: compiling
-# dominates the cost of re-initializing a model of small layers.
-_draw_jit = jax.jit(_draw_each, static_argnums=1)
-
-
 def draw(
     key: jax.Array, chosen: Mapping[Path, Initializer], shapes: Mapping[Path, Any]
 ) -> dict[Path, jax.Array]:
-    """Draws every planned parameter from its initializer and its path's key."""
-    items = tuple(
-        (path, init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
+    """Draws every planned parameter from its initializer and its path's key.
+
+    Through ``init_tree``: its compiled programs do not depend on the model, so
+    a first call costs a few small compiles rather than one per parameter.
+    """
+    spec = {
+        path: (init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
         for path, init in chosen.items()
-    )
-    try:
-        hash(items)
-    except TypeError:  # an unhashable user initializer: draw parameter by parameter
-        values = _draw_each(key, items)
-    else:
-        values = _draw_jit(key, items)
-    return dict(zip(chosen, values, strict=True))
+    }
+    return init_tree(key, spec)
 
 
 def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:

@@ -14,9 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from . import _checks, _fans, _sampling
-from ._base import LayoutInitializer, dtype_field, factory, layout_fields
-from ._typing import Axes, Initializer
+from . import _checks, _fans, _sampling, _tsqr
+from ._base import (
+    LayoutInitializer,
+    dtype_field,
+    factory,
+    layout_fields,
+    on_auto_mesh,
+    place,
+)
+from ._typing import Axes, Initializer, OutSharding
 
 
 def _core_rank(shape: tuple[int, ...], batch_axis: tuple[int, ...]) -> int:
@@ -58,18 +65,70 @@ class _Orthogonal(LayoutInitializer):
             )
         self.axes(shape)
 
-    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    def _matrix(
+        self, shape: tuple[int, ...]
+    ) -> tuple[_fans.ResolvedAxes, tuple[int, ...], tuple[int, ...], int, int]:
+        """The axes, torch-order shape, batch dims and matrix ``(rows, cols)``."""
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
         batch = torch_shape[: len(axes.batch_axes)]
         rows = math.prod(shape[axis] for axis in axes.out_axes)
         cols = math.prod(torch_shape) // (math.prod(batch) * rows)
+        return axes, torch_shape, batch, rows, cols
+
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        axes, torch_shape, batch, rows, cols = self._matrix(shape)
         # QR runs at float32 at least: LAPACK (and torch) have no half-precision QR.
         draw = jax.random.normal(
             key, (*batch, rows, cols), _sampling.compute_dtype(dtype)
         )
         weight = (self.gain * _orthonormal(draw)).astype(dtype).reshape(torch_shape)
         return _from_torch_order(weight, axes)
+
+    def _generate_sharded(
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
+    ) -> jax.Array:
+        # A tall-skinny QR over row blocks when every device gets a tall block;
+        # otherwise (batch axes, one device, uneven or too short blocks) the full
+        # QR of the base class, which every device runs whole.
+        axes, torch_shape, batch, rows, cols = self._matrix(shape)
+        mesh = _mesh_of(out_sharding)
+        wide = rows < cols
+        tall, skinny = (cols, rows) if wide else (rows, cols)
+        if batch or mesh is None or not _tsqr.applies(mesh.size, tall, skinny):
+            return super()._generate_sharded(key, shape, dtype, out_sharding)
+        auto_mesh = on_auto_mesh(out_sharding)
+
+        def build(key: Any) -> jax.Array:
+            # Drawn whole, as _generate does, so the Gaussian bits are the
+            # unsharded ones; the row constraint inside makes each device draw
+            # only its rows. Under auto_axes the context mesh has Auto axes.
+            draw = jax.random.normal(key, (rows, cols), _sampling.compute_dtype(dtype))
+            blocks_mesh = mesh if auto_mesh else jax.sharding.get_abstract_mesh()
+            if wide:
+                q = _tsqr.orthonormal_columns(draw.T, blocks_mesh).T
+            else:
+                q = _tsqr.orthonormal_columns(draw, blocks_mesh)
+            weight = (self.gain * q).astype(dtype).reshape(torch_shape)
+            return _from_torch_order(weight, axes)
+
+        return place(build, key, out_sharding)
+
+
+def _mesh_of(
+    out_sharding: OutSharding,
+) -> jax.sharding.Mesh | jax.sharding.AbstractMesh | None:
+    """The mesh a NamedSharding, or a bare spec under ``jax.set_mesh``, lays out."""
+    if isinstance(out_sharding, jax.sharding.NamedSharding):
+        return out_sharding.mesh
+    if isinstance(out_sharding, jax.sharding.PartitionSpec):
+        context = jax.sharding.get_abstract_mesh()
+        return None if context.empty else context
+    return None
 
 
 @factory
@@ -94,8 +153,21 @@ def orthogonal(
     float32, then the result is rounded), where torch and JAX both fail. Batch
     axes hold independent matrices.
 
+    Sharded: with ``out_sharding=`` on a mesh of ``P > 1`` devices, when the
+    matrix's long side splits into ``P`` blocks at least as long as its short side
+    (and there are no batch axes), a tall-skinny QR over row blocks replaces the
+    full QR: each device draws and factors its block and all-gathers only the
+    ``P`` small ``R`` factors, so per-device memory is O(shard + P * short**2).
+    The Q is the unsharded one up to rounding (the QR with a positive diag(R) is
+    unique), so the law is the same and orthonormality holds; the bits depend on
+    ``P`` only, not on the mesh's shape or the spec. Other shapes run the full QR
+    on every device and give the unsharded bits. Under an outer
+    ``jax.jit(..., out_shardings=...)`` without ``out_sharding=``, the initializer
+    cannot see the sharding and also runs the full QR on every device.
+
     Differs from ``jax.nn.initializers.orthogonal(scale, column_axis)``: torch's
-    ``gain`` name, layout-aware output axis, and low-precision support.
+    ``gain`` name, layout-aware output axis, low-precision support, and a sharded
+    construction (jax's raises NotImplementedError for ``out_sharding``).
 
     Args:
         gain: scaling factor, finite and ``>= 0``.

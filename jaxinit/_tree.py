@@ -5,18 +5,20 @@ per parameter (~80 ms a leaf on CPU), and one compiled program per distinct
 (initializer, shape) still costs ~0.5 s each. Here the compiled programs do not
 depend on any shape: leaves drawn from a uniform or a normal law (uniform,
 normal, xavier_*, kaiming_*, trunc_normal with far bounds) are cut into rows of
-``_ROW`` values, and one program per output dtype (the law is a runtime switch)
-draws ``_BLOCK_ROWS`` rows at a time, each row with its own leaf key, position
-and law parameters. The rows are assembled into leaves in host memory and
-placed on the device one leaf at a time, with the next block drawn meanwhile,
-so peak memory is the parameters plus two blocks and one leaf. Constant leaves
-are filled on the host. Any other leaf (orthogonal, sparse, eye, dirac, a
-non-jaxinit initializer, float64, a non-threefry key) is drawn by its own call.
+``_ROW`` values, and one program per output dtype draws ``_BLOCK_ROWS`` rows at
+a time, each row with its own leaf key words, position and law parameters; the
+laws a model uses are branches of a runtime switch. The leaf keys are derived
+on the host (threefry in numpy), which keeps a second hash out of the programs.
+Rows are copied into one aligned host buffer per leaf, which the device then
+uses in place, with the next block drawn meanwhile, so peak memory is the
+parameters plus two blocks. Constant leaves are filled on the host. Any other
+leaf (orthogonal, sparse, eye, dirac, a non-jaxinit initializer, float64, a
+non-threefry key, a traced key) is drawn by its own call.
 
 Every leaf equals ``initializer(leaf_key(key, path), shape, dtype)`` bit for
-bit: rows use the counters of the leaf's own threefry stream (JAX's
-partitionable threefry draws element ``i`` of any shape from counter ``i``), so
-batching changes no value and no law.
+bit: jaxinit's 32-bit draws give element ``i`` of any shape word ``i % 2`` of
+the threefry hash of counter ``i // 2`` (``_sampling.random_bits32``), so a row
+is a stretch of its leaf's own stream, and batching changes no value and no law.
 """
 
 import dataclasses
@@ -25,13 +27,12 @@ import math
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.extend.random import threefry2x32_p
 from jax.typing import DTypeLike
 
 from . import _checks, _sampling
@@ -40,6 +41,7 @@ from ._basic import _Constant, _Normal, _TruncNormal, _Uniform
 from ._scaled import _FanScaled
 
 Path: TypeAlias = Hashable
+PathT = TypeVar("PathT", bound=Hashable)
 LeafSpec: TypeAlias = tuple[Callable[..., jax.Array], Sequence[int], DTypeLike | None]
 
 # One row holds this many values of one leaf; a block of rows is one dispatch.
@@ -49,6 +51,8 @@ _BLOCK_ROWS = 1024
 # Law parameters per row: uniform (a, width, lo, hi); normal (mean, std, lo, hi,
 # z_lo, z_hi).
 _PARAMS = 6
+# Host buffers aligned to this many bytes are placed on the CPU without a copy.
+_ALIGN = 64
 
 
 def path_name(path: Path) -> str:
@@ -105,7 +109,7 @@ def _plan(
     if dtype not in (np.float32, jnp.bfloat16, np.float16):
         return None  # float64 draws 64-bit bits; integers only for constants
     if isinstance(init, _Constant):
-        return _Plan("constant", (init.val,))
+        return _constant_plan(init.name, dtype, init.val)
     if isinstance(init, _Uniform):
         return _uniform_plan(init.name, dtype, init.a, init.b)
     if isinstance(init, _Normal):
@@ -135,20 +139,31 @@ def _plan(
     return None
 
 
+def _constant_plan(owner: str, dtype: np.dtype, value: float) -> _Plan | None:
+    try:
+        _sampling.check_representable(owner, "val", value, dtype)
+    except ValueError:
+        return None  # the initializer's own call raises the error
+    return _Plan("constant", (value,))
+
+
 def _uniform_plan(owner: str, dtype: np.dtype, a: float, b: float) -> _Plan | None:
     if a == b:
-        return _Plan("constant", (a,))
-    if not _sampler_accepts(_sampling.uniform, owner, dtype, a, b):
+        return _constant_plan(owner, dtype, a)
+    try:
+        a, width, lo, hi = _sampling.uniform_params(owner, dtype, a, b)
+    except ValueError:
         return None  # the initializer's own call raises the error
-    a, width, lo, hi = _sampling.uniform_params(owner, dtype, a, b)
     return _Plan("uniform", (a, width, lo, hi, 0.0, 0.0))
 
 
 def _normal_plan(owner: str, dtype: np.dtype, mean: float, std: float) -> _Plan | None:
+    try:
+        _sampling.check_normal(owner, dtype, mean, std)
+    except ValueError:
+        return None
     if std == 0:
         return _Plan("constant", (mean,))
-    if not _sampler_accepts(_sampling.normal, owner, dtype, mean, std):
-        return None
     folded = float(np.float32(std) * np.float32(np.sqrt(2)))
     return _Plan("normal", (mean, folded, 0.0, 0.0, 0.0, 0.0))
 
@@ -167,95 +182,95 @@ def _sampler_accepts(
     return True
 
 
-def _threefry_bits(key_data: jax.Array, starts: jax.Array) -> jax.Array:
-    """Bits ``starts[r] + j`` of row r's threefry stream, as jax.random.bits.
+def _threefry2x32(
+    k0: np.ndarray, k1: np.ndarray, x0: np.ndarray, x1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32 (20 rounds) on uint32 numpy arrays, as JAX's primitive."""
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    schedule = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + k0, x1 + k1
+    for group in range(5):
+        for r in rotations[group % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
+        x0 = x0 + schedule[(group + 1) % 3]
+        x1 = x1 + schedule[(group + 2) % 3] + np.uint32(group + 1)
+    return x0, x1
 
-    JAX's partitionable threefry gives element ``i`` of a draw the 64-bit
-    counter ``i`` (high word, low word) and returns the xor of both outputs.
-    Rows are vmapped so each hash sees scalar keys: full-size key arrays would
-    ride in the CPU lowering's loop state and cost ~2.5x.
+
+def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
+    """``key_data(fold_in(key, h))`` for every hash, computed on the host.
+
+    JAX's threefry ``fold_in(key, h)`` is the hash of the counter ``(0, h)``
+    under ``key``; doing it in numpy keeps it out of the compiled programs.
     """
-
-    def row(key_pair: jax.Array, start: jax.Array) -> jax.Array:
-        low = start + lax.iota(jnp.uint32, _ROW)
-        high = jnp.zeros((_ROW,), jnp.uint32)
-        bits1, bits2 = threefry2x32_p.bind(  # type: ignore[no-untyped-call]
-            key_pair[0], key_pair[1], high, low
-        )
-        bits: jax.Array = bits1 ^ bits2
-        return bits
-
-    rows: jax.Array = jax.vmap(row)(key_data, starts)
-    return rows
-
-
-def _unit_floats(bits: jax.Array) -> jax.Array:
-    """float32 in [0, 1) from 32 random bits, as jax.random.uniform."""
-    mantissa = lax.shift_right_logical(bits, jnp.uint32(32 - 23))
-    one = jnp.uint32(np.array(1.0, np.float32).view(np.uint32))
-    floats = lax.bitcast_convert_type(mantissa | one, jnp.float32)
-    unit: jax.Array = floats - jnp.float32(1.0)
-    return unit
+    words = np.asarray(jax.random.key_data(key), np.uint32)
+    k0 = np.full(hashes.shape, words[0], np.uint32)
+    k1 = np.full(hashes.shape, words[1], np.uint32)
+    high, low = _threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
+    return np.stack([high, low], axis=-1)
 
 
 _LAWS = ("uniform", "normal", "clipped_normal")
 
 
-def _uniform_law(floats: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
-    # jax.random.uniform's [0, 1) scaling, then _sampling.uniform.
+def _uniform_law(unit: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
+    # _sampling.uniform.
     a, width, lo, hi = p[:4]
-    u = lax.max(jnp.float32(0.0), floats * jnp.float32(1.0) + jnp.float32(0.0))
-    return jnp.clip((a + width * u).astype(dtype), lo.astype(dtype), hi.astype(dtype))
+    return jnp.clip(
+        (a + width * unit).astype(dtype), lo.astype(dtype), hi.astype(dtype)
+    )
 
 
-def _normal_uniforms(floats: jax.Array) -> jax.Array:
-    # jax.random.normal's uniform on (-1, 1).
-    minval = jnp.float32(np.nextafter(np.float32(-1.0), np.float32(0.0)))
-    maxval = jnp.float32(1.0)
-    return lax.max(minval, floats * (maxval - minval) + minval)
-
-
-def _normal_law(floats: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
+def _normal_law(unit: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
     # XLA folds the constants of the initializer's own program
     # mean + std * (sqrt(2) * erf_inv(u)) into mean + (std * sqrt(2)) * erf_inv(u);
     # the plan passes std * sqrt(2), rounded to float32, to give the same bits.
     mean, folded_std = p[:2]
-    return (mean + folded_std * lax.erf_inv(_normal_uniforms(floats))).astype(dtype)
+    erf_inv = lax.erf_inv(_sampling.centred_unit(unit))
+    return (mean + folded_std * erf_inv).astype(dtype)
 
 
 def _clipped_normal_law(
-    floats: jax.Array, p: list[jax.Array], dtype: np.dtype
+    unit: jax.Array, p: list[jax.Array], dtype: np.dtype
 ) -> jax.Array:
     # _sampling.trunc_normal when both bounds are beyond the normal's reach.
     mean, std, lo, hi, z_lo, z_hi = p
-    z = jnp.float32(np.sqrt(2)) * lax.erf_inv(_normal_uniforms(floats))
-    z = jnp.clip(z, z_lo, z_hi)
+    z = jnp.clip(_sampling.normal_from_unit(unit), z_lo, z_hi)
     return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+_LAW_FNS = {
+    "uniform": _uniform_law,
+    "normal": _normal_law,
+    "clipped_normal": _clipped_normal_law,
+}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _draw_block(
     dtype: np.dtype,
+    laws: tuple[str, ...],
     law: jax.Array,
-    key: jax.Array,
-    hashes: jax.Array,
-    starts: jax.Array,
+    key_words: jax.Array,
+    first_pairs: jax.Array,
     params: jax.Array,
 ) -> jax.Array:
-    """``_BLOCK_ROWS`` rows of ``_ROW`` values of one law (an index in _LAWS).
+    """``_BLOCK_ROWS`` rows of ``_ROW`` values of the law ``laws[law]``.
 
-    Row r holds values ``starts[r]...`` of the leaf whose path hash is
-    ``hashes[r]``, with that leaf's law parameters ``params[r]``. One compiled
-    program per output dtype serves every law and every shape.
+    Row r holds values ``2 * first_pairs[r]...`` of the leaf whose key words
+    are ``key_words[r]``, with that leaf's law parameters ``params[r]``. One
+    compiled program per (dtype, laws) serves every shape; the law is a runtime
+    switch because one program with two branches compiles faster than two.
     """
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, hashes)
-    floats = _unit_floats(_threefry_bits(jax.random.key_data(keys), starts))
+
+    def row(words: jax.Array, first_pair: jax.Array) -> jax.Array:
+        return _sampling.paired_threefry_bits(words[0], words[1], first_pair, _ROW // 2)
+
+    unit = _sampling.unit_floats(jax.vmap(row)(key_words, first_pairs))
     p = [params[:, i : i + 1] for i in range(_PARAMS)]
-    branches = [
-        functools.partial(law_fn, dtype=dtype)
-        for law_fn in (_uniform_law, _normal_law, _clipped_normal_law)
-    ]
-    block: jax.Array = lax.switch(law, branches, floats, p)
+    branches = [functools.partial(_LAW_FNS[name], dtype=dtype) for name in laws]
+    block: jax.Array = lax.switch(law, branches, unit, p)
     return block
 
 
@@ -267,13 +282,18 @@ class _Leaf:
     plan: _Plan
 
 
-def _is_threefry(key: jax.Array) -> bool:
-    return str(jax.random.key_impl(key)) == "threefry2x32" and bool(
-        jax.config.jax_threefry_partitionable  # type: ignore[attr-defined]
-    )
+def _can_batch(key: jax.Array) -> bool:
+    """Whether the batched programs apply: a concrete threefry key.
+
+    Under an outer ``jax.jit`` the key is traced and every leaf is drawn by its
+    own call, inside the caller's program.
+    """
+    if isinstance(key, jax.core.Tracer):
+        return False
+    return _sampling.threefry_words(key) is not None
 
 
-def init_tree(key: jax.Array, spec: Mapping[Path, LeafSpec]) -> dict[Path, jax.Array]:
+def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax.Array]:
     """Initializes every leaf of a model at once: ``{path: array}``.
 
     A framework-free whole-model entry point. Each leaf is drawn with its own
@@ -310,7 +330,7 @@ def init_tree(key: jax.Array, spec: Mapping[Path, LeafSpec]) -> dict[Path, jax.A
         True
     """
     key = _checks.key("init_tree", key)
-    batched = _is_threefry(key)
+    batched = _can_batch(key)
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[_Leaf]] = defaultdict(list)
     for path, (init, shape, dtype) in spec.items():
@@ -318,12 +338,15 @@ def init_tree(key: jax.Array, spec: Mapping[Path, LeafSpec]) -> dict[Path, jax.A
         if leaf is None:
             out[path] = init(leaf_key(key, path), shape, dtype)
         elif leaf.plan.law == "constant":
-            value = np.full(leaf.shape, leaf.plan.params[0], leaf.dtype)
-            out[path] = jax.device_put(value)
+            value = _aligned_empty(math.prod(leaf.shape), leaf.dtype)
+            value.fill(leaf.plan.params[0])
+            out[path] = jax.device_put(value.reshape(leaf.shape))
         else:
             by_law[(leaf.dtype, leaf.plan.law)].append(leaf)
-    for (dtype, law), leaves in by_law.items():
-        _draw_leaves(key, dtype, law, leaves, out)
+    for dtype in dict.fromkeys(dtype for dtype, _ in by_law):
+        laws = tuple(law for law in _LAWS if (dtype, law) in by_law)
+        for law in laws:
+            _draw_leaves(key, dtype, laws, law, by_law[(dtype, law)], out)
     return {path: out[path] for path in spec}
 
 
@@ -346,9 +369,22 @@ def _prepare(
     return None if plan is None else _Leaf(path, dims, resolved, plan)
 
 
+def _aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialized host array whose data is 64-byte aligned.
+
+    jax.device_put uses such an array in place on CPU; numpy's own large
+    allocations are 16-byte aligned, which jax copies.
+    """
+    nbytes = size * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    return raw[skip : skip + nbytes].view(dtype)
+
+
 def _draw_leaves(
     key: jax.Array,
     dtype: np.dtype,
+    laws: tuple[str, ...],
     law: str,
     leaves: list[_Leaf],
     out: dict[Path, jax.Array],
@@ -362,30 +398,34 @@ def _draw_leaves(
     row_counts = [-(-size // _ROW) for size in sizes]
     total = sum(row_counts)
     padded = -(-total // _BLOCK_ROWS) * _BLOCK_ROWS
-    hashes = np.zeros(padded, np.uint32)
-    starts = np.zeros(padded, np.uint32)
+    key_words = np.zeros((padded, 2), np.uint32)
+    first_pairs = np.zeros(padded, np.uint32)
     params = np.zeros((padded, _PARAMS), np.float32)
+    hashes = np.array([path_hash(leaf.path) for leaf in leaves], np.uint32)
+    leaf_words = _leaf_key_words(key, hashes)
     first_row = 0
-    for leaf, rows in zip(leaves, row_counts, strict=True):
+    for words, leaf, rows in zip(leaf_words, leaves, row_counts, strict=True):
         span = slice(first_row, first_row + rows)
-        hashes[span] = path_hash(leaf.path)
-        starts[span] = np.arange(rows, dtype=np.uint32) * _ROW
+        key_words[span] = words
+        first_pairs[span] = np.arange(rows, dtype=np.uint32) * (_ROW // 2)
         params[span] = leaf.plan.params
         first_row += rows
-    law_index = np.int32(_LAWS.index(law))
-    pending = list(zip(leaves, sizes, row_counts, strict=True))
+    law_index = np.int32(laws.index(law))
+    pending = list(zip(leaves, sizes, strict=True))
     buffer: np.ndarray | None = None
     filled = 0
 
     def dispatch(block_start: int) -> jax.Array:
         span = slice(block_start, block_start + _BLOCK_ROWS)
         block: jax.Array = _draw_block(
-            dtype, law_index, key, hashes[span], starts[span], params[span]
+            dtype, laws, law_index, key_words[span], first_pairs[span], params[span]
         )
         return block
 
     # One block in flight while the previous one is copied out: the copies
-    # overlap the drawing, and at most two blocks are alive.
+    # overlap the drawing, and at most two blocks are alive. Each leaf is
+    # copied once, into its own aligned buffer, which the device then uses in
+    # place, so no leaf holds on to a block.
     next_block = dispatch(0)
     for block_start in range(0, padded, _BLOCK_ROWS):
         drawn = next_block
@@ -394,16 +434,9 @@ def _draw_leaves(
         block = np.asarray(drawn).reshape(-1)
         offset = 0
         while pending and offset < block.size:
-            leaf, size, _ = pending[0]
-            if buffer is None and size <= block.size - offset:
-                # The whole leaf is in this block: one copy, straight to the device.
-                values = block[offset : offset + size].reshape(leaf.shape)
-                out[leaf.path] = jax.device_put(values)
-                offset += -(-size // _ROW) * _ROW
-                pending.pop(0)
-                continue
+            leaf, size = pending[0]
             if buffer is None:
-                buffer, filled = np.empty(size, dtype), 0
+                buffer, filled = _aligned_empty(size, dtype), 0
             take = min(size - filled, block.size - offset)
             buffer[filled : filled + take] = block[offset : offset + take]
             filled += take

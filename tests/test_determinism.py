@@ -17,6 +17,8 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxinit
+from jaxinit._sampling import random_bits32
+from jaxinit._tree import _threefry2x32
 
 KEY = jax.random.key(42)
 SHAPE = (16, 8)
@@ -152,13 +154,35 @@ def test_structured_sharded_bits_equal_unsharded(name: str):
     assert bits(jitted) == expected
 
 
-def test_bits_depend_on_the_threefry_flag():
-    """jax_threefry_partitionable changes the bits (it is a different counter
-    layout): results are reproducible under one setting, not across settings."""
+def test_threefry_flag_changes_only_float64_bits():
+    """float32 and 16-bit draws hash each element's index themselves
+    (jaxinit._sampling.random_bits32), so jax_threefry_partitionable does not
+    change them; float64 draws use jax.random, whose counter layout it changes."""
     init = ELEMENTWISE["uniform"]
     default = bits(init(KEY, SHAPE))
     with jax.threefry_partitionable(False):
-        legacy = bits(jaxinit.uniform(-1.0, 3.0)(KEY, SHAPE))
-        assert bits(jaxinit.uniform(-1.0, 3.0)(KEY, SHAPE)) == legacy
-    assert legacy != default
-    assert bits(init(KEY, SHAPE)) == default
+        assert bits(jaxinit.uniform(-1.0, 3.0)(KEY, SHAPE)) == default
+    with jax.enable_x64(True):
+        wide = bits(init(KEY, SHAPE, jnp.float64))
+        with jax.threefry_partitionable(False):
+            legacy = bits(jaxinit.uniform(-1.0, 3.0)(KEY, SHAPE, jnp.float64))
+            assert bits(jaxinit.uniform(-1.0, 3.0)(KEY, SHAPE, jnp.float64)) == legacy
+        assert legacy != wide
+
+
+@pytest.mark.parametrize("shape", [(7,), (6,), (3, 5), (4, 6), (2, 3, 4), (2, 2, 3)])
+def test_bits_are_both_words_of_threefry_per_pair_of_indices(shape):
+    """The documented stream: element i (row-major) takes word i % 2 of
+    threefry2x32(key, counter (0, i // 2)), whatever the shape's parity."""
+    size = int(np.prod(shape))
+    pairs = np.arange((size + 1) // 2, dtype=np.uint32)
+    words = np.asarray(jax.random.key_data(KEY))
+    k0, k1 = (np.full(pairs.shape, word, np.uint32) for word in words)
+    even, odd = _threefry2x32(k0, k1, np.zeros_like(pairs), pairs)
+    expected = np.stack([even, odd], axis=-1).reshape(-1)[:size].reshape(shape)
+    got = np.asarray(jax.jit(random_bits32, static_argnums=1)(KEY, shape))
+    np.testing.assert_array_equal(got, expected)
+    mantissa = (expected >> 9) | np.uint32(0x3F800000)
+    unit = mantissa.view(np.float32) - np.float32(1.0)
+    uniform = jaxinit.uniform(0.0, 1.0)(KEY, shape)
+    np.testing.assert_array_equal(np.asarray(uniform), unit)

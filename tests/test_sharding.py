@@ -4,7 +4,9 @@ Elementwise initializers draw each shard where it lives: the values are
 bit-identical to the single-device result on any mesh and partition spec, and
 each device's compiled temporaries are O(its shard). Structured initializers
 (orthogonal, sparse, eye, dirac) honour the sharding with the same values; they
-compute the full matrix first (no O(shard) claim).
+compute the full matrix first (no O(shard) claim). The orthogonal shape here takes
+that full-QR path; shapes that split into tall row blocks take a block QR instead
+(tests/test_sharded_orthogonal.py).
 """
 
 import jax

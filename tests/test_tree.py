@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit._tree import _ROW, init_tree, leaf_key
+from jaxinit._tree import _BLOCK_ROWS, _ROW, init_tree, leaf_key
 
 KEY = jax.random.key(0)
 
@@ -68,3 +68,31 @@ def test_bad_leaves_raise_the_initializers_errors():
         init_tree(KEY, {"w": (jaxinit.kaiming_uniform(), (3,), None)})
     with pytest.raises(TypeError):
         init_tree(KEY, {"w": (jaxinit.normal(), (3,), jnp.int32)})
+
+
+def test_leaves_spanning_blocks_and_raw_keys():
+    """A leaf larger than a block (assembled from several) and a raw uint32 key."""
+    raw = jax.random.PRNGKey(7)
+    spec = {
+        "big": (jaxinit.kaiming_uniform(), (_BLOCK_ROWS * _ROW // 64 + 1, 64), None),
+        "odd": (jaxinit.normal(), (3, 7, 5), jnp.float16),
+    }
+    params = init_tree(raw, spec)
+    for path, (init, shape, dtype) in spec.items():
+        expected = init(leaf_key(raw, path), shape, dtype)
+        np.testing.assert_array_equal(np.asarray(params[path]), np.asarray(expected))
+
+
+def test_under_jit_leaves_are_drawn_in_the_callers_program():
+    spec = {path: SPEC[path] for path in ("kaiming_uniform", "normal_bf16", "constant")}
+    jitted = jax.jit(lambda key: init_tree(key, spec))(KEY)
+    eager = init_tree(KEY, spec)
+    for path in spec:
+        np.testing.assert_array_equal(np.asarray(jitted[path]), np.asarray(eager[path]))
+
+
+def test_values_the_sampler_rejects_raise_its_error():
+    with pytest.raises(ValueError, match="out of range for float16"):
+        init_tree(KEY, {"w": (jaxinit.constant(1e5), (3,), jnp.float16)})
+    with pytest.raises(ValueError, match="float16"):
+        init_tree(KEY, {"w": (jaxinit.normal(std=2e4), (3,), jnp.float16)})
