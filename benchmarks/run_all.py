@@ -1,9 +1,9 @@
 """Runs every benchmark and writes benchmarks/RESULTS.md.
 
-``python benchmarks/run_all.py [--quick]``: per-initializer steady state,
-whole-model first call and steady state, sharded memory per device, and the
-peak memory of a 1B-parameter init, each measured side by side in one run, with
-the machine description. ``--quick`` uses fewer runs and skips the 1B run.
+``python benchmarks/run_all.py [--quick]``: per-initializer steady state, bit
+generators, whole-model first call and steady state, sharded memory per device,
+and the peak memory of a 1B-parameter init, each measured side by side in one
+run, with the machine description. ``--quick`` uses fewer runs and skips the 1B run.
 """
 
 import argparse
@@ -14,6 +14,7 @@ import time
 import bench_initializers
 import bench_memory
 import bench_models
+import bench_prng
 import bench_sharding
 from _common import machine
 
@@ -36,6 +37,7 @@ def main() -> None:
         print(f"## {title}\n\n{body}", flush=True)
 
     section("Per initializer, steady state", bench_initializers.run(runs=runs))
+    section("Bit generators", bench_prng.run(runs=runs))
     section("Whole model", bench_models.run(runs=max(3, runs - 2)))
     section("Sharded memory per device", bench_sharding.run())
     if not args.quick:

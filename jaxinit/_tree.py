@@ -182,22 +182,6 @@ def _sampler_accepts(
     return True
 
 
-def _threefry2x32(
-    k0: np.ndarray, k1: np.ndarray, x0: np.ndarray, x1: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Threefry-2x32 (20 rounds) on uint32 numpy arrays, as JAX's primitive."""
-    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-    schedule = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-    x0, x1 = x0 + k0, x1 + k1
-    for group in range(5):
-        for r in rotations[group % 2]:
-            x0 = x0 + x1
-            x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
-        x0 = x0 + schedule[(group + 1) % 3]
-        x1 = x1 + schedule[(group + 2) % 3] + np.uint32(group + 1)
-    return x0, x1
-
-
 def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
     """``key_data(fold_in(key, h))`` for every hash, computed on the host.
 
@@ -207,7 +191,7 @@ def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
     words = np.asarray(jax.random.key_data(key), np.uint32)
     k0 = np.full(hashes.shape, words[0], np.uint32)
     k1 = np.full(hashes.shape, words[1], np.uint32)
-    high, low = _threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
+    high, low = _sampling.threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
     return np.stack([high, low], axis=-1)
 
 
@@ -263,11 +247,8 @@ def _draw_block(
     compiled program per (dtype, laws) serves every shape; the law is a runtime
     switch because one program with two branches compiles faster than two.
     """
-
-    def row(words: jax.Array, first_pair: jax.Array) -> jax.Array:
-        return _sampling.paired_threefry_bits(words[0], words[1], first_pair, _ROW // 2)
-
-    unit = _sampling.unit_floats(jax.vmap(row)(key_words, first_pairs))
+    bits = _sampling.paired_rows(key_words, first_pairs, _ROW // 2)
+    unit = _sampling.unit_floats(bits)
     p = [params[:, i : i + 1] for i in range(_PARAMS)]
     branches = [functools.partial(_LAW_FNS[name], dtype=dtype) for name in laws]
     block: jax.Array = lax.switch(law, branches, unit, p)
@@ -290,7 +271,7 @@ def _can_batch(key: jax.Array) -> bool:
     """
     if isinstance(key, jax.core.Tracer):
         return False
-    return _sampling.threefry_words(key) is not None
+    return _sampling.is_threefry(key)
 
 
 def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax.Array]:

@@ -2,8 +2,8 @@
 
 Same key + shape + dtype + parameters -> the same bits, on one jax version:
 repeated calls, equal initializers built twice, pickled initializers, eager,
-jax.jit, jax.vmap over keys, and (jax_threefry_partitionable=True, the default)
-any sharding of the output. Different keys give different bits. What depends on
+jax.jit, jax.vmap over keys, and any sharding of the output (each value's bits
+hash its own index). Different keys give different bits. What depends on
 jax's configuration (the threefry flag) is shown, not assumed.
 """
 
@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.random import threefry2x32_p
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxinit
-from jaxinit._sampling import random_bits32
-from jaxinit._tree import _threefry2x32
+from jaxinit._sampling import random_bits32, threefry2x32
 
 KEY = jax.random.key(42)
 SHAPE = (16, 8)
@@ -113,10 +113,10 @@ MESHES = [
 @pytest.mark.parametrize(("mesh_shape", "names", "spec"), MESHES, ids=str)
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
 def test_sharded_bits_equal_unsharded(name: str, mesh_shape, names, spec: P):
-    """Partitionable threefry: every shard draws its own values, the same as the
-    unsharded array's, whatever the mesh and spec: through jax.jit(out_shardings=)
-    on jax.make_mesh's (Explicit) mesh, and through out_sharding= on an Auto mesh."""
-    assert jax.config.jax_threefry_partitionable  # the default the contract needs
+    """Each value's bits hash its own index: every shard draws its own values,
+    the same as the unsharded array's, whatever the mesh and spec: through
+    jax.jit(out_shardings=) on jax.make_mesh's (Explicit) mesh, and through
+    out_sharding= on an Auto mesh."""
     init = ELEMENTWISE[name]
     expected = bits(init(KEY, SHAPE))
     sharding = NamedSharding(jax.make_mesh(mesh_shape, names), spec)
@@ -173,16 +173,27 @@ def test_threefry_flag_changes_only_float64_bits():
 @pytest.mark.parametrize("shape", [(7,), (6,), (3, 5), (4, 6), (2, 3, 4), (2, 2, 3)])
 def test_bits_are_both_words_of_threefry_per_pair_of_indices(shape):
     """The documented stream: element i (row-major) takes word i % 2 of
-    threefry2x32(key, counter (0, i // 2)), whatever the shape's parity."""
+    threefry2x32(key, counter (0, i // 2)), whatever the shape's parity; checked
+    against jax's own threefry primitive."""
     size = int(np.prod(shape))
-    pairs = np.arange((size + 1) // 2, dtype=np.uint32)
-    words = np.asarray(jax.random.key_data(KEY))
-    k0, k1 = (np.full(pairs.shape, word, np.uint32) for word in words)
-    even, odd = _threefry2x32(k0, k1, np.zeros_like(pairs), pairs)
-    expected = np.stack([even, odd], axis=-1).reshape(-1)[:size].reshape(shape)
+    pairs = jnp.arange((size + 1) // 2, dtype=jnp.uint32)
+    k0, k1 = jax.random.key_data(KEY)
+    even, odd = threefry2x32_p.bind(k0, k1, jnp.zeros_like(pairs), pairs)
+    interleaved = np.stack([np.asarray(even), np.asarray(odd)], axis=-1).reshape(-1)
+    expected = interleaved[:size].reshape(shape)
     got = np.asarray(jax.jit(random_bits32, static_argnums=1)(KEY, shape))
     np.testing.assert_array_equal(got, expected)
     mantissa = (expected >> 9) | np.uint32(0x3F800000)
     unit = mantissa.view(np.float32) - np.float32(1.0)
     uniform = jaxinit.uniform(0.0, 1.0)(KEY, shape)
     np.testing.assert_array_equal(np.asarray(uniform), unit)
+
+
+def test_threefry_rounds_equal_jax_primitive_on_numpy_and_jax():
+    words = np.random.default_rng(0).integers(0, 2**32, (4, 1000), dtype=np.uint32)
+    expected = [np.asarray(w) for w in threefry2x32_p.bind(*map(jnp.asarray, words))]
+    on_host = threefry2x32(*words)
+    on_device = jax.jit(threefry2x32)(*map(jnp.asarray, words))
+    for got in (on_host, on_device):
+        for word, want in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(np.asarray(word), want)
