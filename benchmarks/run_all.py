@@ -38,7 +38,8 @@ def main() -> None:
 
     section("Per initializer, steady state", bench_initializers.run(runs=runs))
     section("Bit generators", bench_prng.run(runs=runs))
-    section("Whole model", bench_models.run(runs=max(3, runs - 2)))
+    first_runs = 1 if args.quick else 3
+    section("Whole model", bench_models.run(max(3, runs - 2), first_runs=first_runs))
     section("Sharded memory per device", bench_sharding.run())
     if not args.quick:
         section("Peak memory, one-shot 1B-parameter init", bench_memory.run())
