@@ -17,7 +17,7 @@ non-threefry key, a traced key) is drawn by its own call.
 
 Every leaf equals ``initializer(leaf_key(key, path), shape, dtype)`` bit for
 bit: jaxinit's 32-bit draws give element ``i`` of any shape word ``i % 2`` of
-the threefry hash of counter ``i // 2`` (``_sampling.random_bits32``), so a row
+the threefry hash of counter ``i // 2`` (``_bits.random_bits32``), so a row
 is a stretch of its leaf's own stream, and batching changes no value and no law.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 from jax.typing import DTypeLike
 
-from . import _checks, _sampling
+from . import _bits, _checks, _sampling
 from ._base import InitializerBase
 from ._basic import _Constant, _Normal, _TruncNormal, _Uniform
 from ._scaled import _FanScaled
@@ -191,7 +191,7 @@ def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
     words = np.asarray(jax.random.key_data(key), np.uint32)
     k0 = np.full(hashes.shape, words[0], np.uint32)
     k1 = np.full(hashes.shape, words[1], np.uint32)
-    high, low = _sampling.threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
+    high, low = _bits.threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
     return np.stack([high, low], axis=-1)
 
 
@@ -247,8 +247,8 @@ def _draw_block(
     compiled program per (dtype, laws) serves every shape; the law is a runtime
     switch because one program with two branches compiles faster than two.
     """
-    bits = _sampling.paired_rows(key_words, first_pairs, _ROW // 2)
-    unit = _sampling.unit_floats(bits)
+    bits = _bits.paired_rows(key_words, first_pairs, _ROW // 2)
+    unit = _bits.unit_floats(bits)
     p = [params[:, i : i + 1] for i in range(_PARAMS)]
     branches = [functools.partial(_LAW_FNS[name], dtype=dtype) for name in laws]
     block: jax.Array = lax.switch(law, branches, unit, p)
@@ -271,7 +271,7 @@ def _can_batch(key: jax.Array) -> bool:
     """
     if isinstance(key, jax.core.Tracer):
         return False
-    return _sampling.is_threefry(key)
+    return _bits.is_threefry(key)
 
 
 def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax.Array]:

@@ -18,7 +18,7 @@ from jax.extend.random import threefry2x32_p
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxinit
-from jaxinit._sampling import random_bits32, threefry2x32
+from jaxinit._bits import random_bits32, threefry2x32
 
 KEY = jax.random.key(42)
 SHAPE = (16, 8)
@@ -156,7 +156,7 @@ def test_structured_sharded_bits_equal_unsharded(name: str):
 
 def test_threefry_flag_changes_only_float64_bits():
     """float32 and 16-bit draws hash each element's index themselves
-    (jaxinit._sampling.random_bits32), so jax_threefry_partitionable does not
+    (jaxinit._bits.random_bits32), so jax_threefry_partitionable does not
     change them; float64 draws use jax.random, whose counter layout it changes."""
     init = ELEMENTWISE["uniform"]
     default = bits(init(KEY, SHAPE))
