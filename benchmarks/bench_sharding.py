@@ -3,12 +3,13 @@
 For a 4096x4096 float32 weight sharded over a (4, 2) mesh, ``P("x", "y")``:
 each device's output and temporary bytes from ``compiled.memory_analysis()``,
 under ``jax.jit(init, out_shardings=...)``, for jaxinit and the
-``jax.nn.initializers`` equivalent. Then orthogonal on a tall Flax Dense kernel
-(16384, 512) over 8 devices, rows sharded, where jaxinit's ``out_sharding=`` takes
-the tall-skinny QR over row blocks: memory against the full QR under an outer
-``jit(out_shardings=...)`` (jaxinit and jax.nn, whose initializer raises
-NotImplementedError for ``out_sharding``), and the time of one call sharded and
-unsharded. Run: ``python benchmarks/bench_sharding.py``.
+``jax.nn.initializers`` equivalent, and under jaxinit's own ``out_sharding=``.
+Then orthogonal on a tall Flax Dense kernel (16384, 512) over 8 devices, rows
+sharded, where jaxinit's ``out_sharding=`` takes the tall-skinny QR over row
+blocks: memory against the full QR under an outer ``jit(out_shardings=...)``
+(jaxinit and jax.nn, whose initializer raises NotImplementedError for
+``out_sharding``), and the time of one call sharded and unsharded. Run:
+``python benchmarks/bench_sharding.py``.
 """
 
 import argparse
@@ -55,6 +56,12 @@ def measure() -> dict[str, object]:
             memory = fn.lower(key).compile().memory_analysis()
             row[f"{side}_temp"] = memory.temp_size_in_bytes
             row[f"{side}_out"] = memory.output_size_in_bytes
+        # The initializer's own out_sharding=, which orthogonal and sparse see.
+        with jax.set_mesh(mesh):
+            fn = jax.jit(lambda k, init=ours: init(k, SHAPE, out_sharding=sharding))
+            row["own_temp"] = (
+                fn.lower(key).compile().memory_analysis().temp_size_in_bytes
+            )
         rows.append(row)
     return {"rows": rows, "tall": measure_tall_orthogonal()}
 
@@ -107,6 +114,7 @@ def run() -> str:
             "initializer",
             "jaxinit out MiB/device",
             "jaxinit temp MiB/device",
+            "jaxinit out_sharding= temp MiB/device",
             "jax.nn out MiB/device",
             "jax.nn temp MiB/device",
         ),
@@ -115,6 +123,7 @@ def run() -> str:
                 r["name"],
                 cell(r, "jaxinit_out"),
                 cell(r, "jaxinit_temp"),
+                cell(r, "own_temp"),
                 cell(r, "jax_out"),
                 cell(r, "jax_temp"),
             )
@@ -130,7 +139,10 @@ def run() -> str:
     )
     return (
         f"{SHAPE[0]}x{SHAPE[1]} float32 (64 MiB; a shard is 8 MiB) over 8 simulated "
-        "CPU devices, mesh (4, 2), P('x', 'y'), `jax.jit(out_shardings=...)`.\n\n"
+        "CPU devices, mesh (4, 2), P('x', 'y'), `jax.jit(out_shardings=...)`, and "
+        "the initializer's own `out_sharding=` (the only way orthogonal and sparse "
+        "see the sharding: sparse then walks its mask by columns per device; a "
+        "square orthogonal has no tall blocks and runs the whole QR).\n\n"
         f"{table}\n\n"
         f"Orthogonal on a tall Flax Dense kernel {TALL_SHAPE[0]}x{TALL_SHAPE[1]} "
         "float32 (32 MiB; a shard is 4 MiB) over 8 simulated CPU devices, mesh (8,), "

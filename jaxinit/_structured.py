@@ -222,7 +222,13 @@ class _Sparse(LayoutInitializer):
             )
         self.axes(shape)
 
-    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    def _generate(
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        by_columns: jax.sharding.NamedSharding | None = None,
+    ) -> jax.Array:
         axes = self.axes(shape)
         torch_shape = tuple(shape[axis] for axis in axes.torch_order)
         rows = torch_shape[-2]
@@ -231,23 +237,60 @@ class _Sparse(LayoutInitializer):
         values = _sampling.normal(
             self.name, values_key, torch_shape, dtype, 0.0, self.std
         )
-        zero_mask = _exact_count_mask(mask_key, torch_shape, num_zeros)
+        zero_mask = _exact_count_mask(mask_key, torch_shape, num_zeros, by_columns)
         weight = jnp.where(zero_mask, jnp.zeros((), dtype), values)
         return _from_torch_order(weight, axes)
 
+    def _generate_sharded(
+        self,
+        key: Any,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        out_sharding: OutSharding,
+    ) -> jax.Array:
+        # The mask walks down each column: with the columns split over the
+        # devices, each device walks only its own. Uneven splits and batch axes
+        # take the base class's path, where every device builds the whole mask.
+        cols = shape[self.axes(shape).torch_order[-1]]  # torch's (rows, cols)
+        mesh = _mesh_of(out_sharding)
+        if self.batch_axis or mesh is None or mesh.size == 1 or cols % mesh.size:
+            return super()._generate_sharded(key, shape, dtype, out_sharding)
+        auto_mesh = on_auto_mesh(out_sharding)
 
-def _exact_count_mask(key: Any, shape: tuple[int, ...], count: int) -> jax.Array:
+        def build(key: Any) -> jax.Array:
+            # Under auto_axes the context mesh has Auto axes.
+            columns_mesh = mesh if auto_mesh else jax.sharding.get_abstract_mesh()
+            names = tuple(columns_mesh.axis_names)
+            by_columns = jax.sharding.NamedSharding(
+                columns_mesh,
+                jax.sharding.PartitionSpec(None, names),  # type: ignore[no-untyped-call]
+            )
+            return self._generate(key, shape, dtype, by_columns)
+
+        return place(build, key, out_sharding)
+
+
+def _exact_count_mask(
+    key: Any,
+    shape: tuple[int, ...],
+    count: int,
+    by_columns: jax.sharding.NamedSharding | None = None,
+) -> jax.Array:
     """A boolean mask with exactly ``count`` True per column (axis -2).
 
     Selection sampling (Knuth's Algorithm S), all columns at once: walking down
     the rows, row ``i`` is taken with probability needed / remaining, so every
     ``count``-subset of rows is equally likely, as torch's ``randperm`` prefix.
     The walk is a scan over rows, linear in the size; two argsorts of random
-    scores (the obvious vectorization) cost ~50x more on CPU.
+    scores (the obvious vectorization) cost ~50x more on CPU. ``by_columns``
+    (for a 2-D shape) splits the walk's columns over a mesh's devices.
     """
     rows = shape[-2]
     # Rows first, so the scan walks them; one uniform per entry.
     uniforms = jnp.moveaxis(jax.random.uniform(key, shape, jnp.float32), -2, 0)
+    if by_columns is not None:
+        # (rows, cols) split by columns: the partitioner keeps the walk local.
+        uniforms = jax.lax.with_sharding_constraint(uniforms, by_columns)  # type: ignore[no-untyped-call]
 
     def take_row(
         taken: jax.Array, row: tuple[jax.Array, jax.Array]

@@ -3,10 +3,11 @@
 Elementwise initializers draw each shard where it lives: the values are
 bit-identical to the single-device result on any mesh and partition spec, and
 each device's compiled temporaries are O(its shard). Structured initializers
-(orthogonal, sparse, eye, dirac) honour the sharding with the same values; they
-compute the full matrix first (no O(shard) claim). The orthogonal shape here takes
-that full-QR path; shapes that split into tall row blocks take a block QR instead
-(tests/test_sharded_orthogonal.py).
+(orthogonal, sparse, eye, dirac) honour the sharding with the same values. With
+out_sharding=, sparse walks its mask by columns per device (a few shards per
+device); eye and dirac compute the full matrix first. The orthogonal shape here
+takes the full-QR path; shapes that split into tall row blocks take a block QR
+instead (tests/test_sharded_orthogonal.py).
 """
 
 import jax
@@ -198,3 +199,22 @@ def test_nnx_transformer_initialized_sharded_over_8_devices():
     for used in per_device.values():
         assert used == (total - replicated) // 8 + replicated
     assert replicated < 0.05 * total
+
+
+def test_sparse_mask_walk_is_split_by_columns():
+    """sparse's mask walks down each column; with out_sharding= the columns are
+    split over the devices, so no device builds the whole mask (the same bits)."""
+    init, shape = jaxinit.sparse(0.1), (1024, 512)
+    sharding = NamedSharding(mesh(8), P("x", "y"))
+    shard = shard_bytes(sharding, shape, 4)
+    full = int(np.prod(shape)) * 4
+    sharded = jax.jit(lambda key: init(key, shape, out_sharding=sharding))
+    memory = sharded.lower(KEY).compile().memory_analysis()
+    # The column-split draw, mask and values, and the reshard to the spec.
+    assert memory.temp_size_in_bytes <= 4 * shard + 64 * 1024 < full
+    # Under an outer jit the initializer cannot see the sharding: whole mask.
+    whole = jax.jit(lambda key: init(key, shape), out_shardings=sharding)
+    assert whole.lower(KEY).compile().memory_analysis().temp_size_in_bytes >= full
+    np.testing.assert_array_equal(
+        np.asarray(sharded(KEY)), np.asarray(init(KEY, shape))
+    )
