@@ -314,6 +314,7 @@ def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax
     batched = _can_batch(key)
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[_Leaf]] = defaultdict(list)
+    constants: dict[Path, np.ndarray] = {}
     for path, (init, shape, dtype) in spec.items():
         leaf = _prepare(path, init, shape, dtype) if batched else None
         if leaf is None:
@@ -321,9 +322,10 @@ def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax
         elif leaf.plan.law == "constant":
             value = _aligned_empty(math.prod(leaf.shape), leaf.dtype)
             value.fill(leaf.plan.params[0])
-            out[path] = jax.device_put(value.reshape(leaf.shape))
+            constants[path] = value.reshape(leaf.shape)
         else:
             by_law[(leaf.dtype, leaf.plan.law)].append(leaf)
+    out.update(zip(constants, jax.device_put(list(constants.values())), strict=True))
     for dtype in dict.fromkeys(dtype for dtype, _ in by_law):
         laws = tuple(law for law in _LAWS if (dtype, law) in by_law)
         for law in laws:
@@ -414,6 +416,7 @@ def _draw_leaves(
             next_block = dispatch(block_start + _BLOCK_ROWS)
         block = np.asarray(drawn).reshape(-1)
         offset = 0
+        done: dict[Path, np.ndarray] = {}
         while pending and offset < block.size:
             leaf, size = pending[0]
             if buffer is None:
@@ -424,6 +427,8 @@ def _draw_leaves(
             # A leaf's last row is padded to _ROW values: skip the padding.
             offset += -(-take // _ROW) * _ROW if filled == size else take
             if filled == size:
-                out[leaf.path] = jax.device_put(buffer.reshape(leaf.shape))
+                done[leaf.path] = buffer.reshape(leaf.shape)
                 buffer = None
                 pending.pop(0)
+        # One placement call per block: per-array calls cost ~0.4 ms each.
+        out.update(zip(done, jax.device_put(list(done.values())), strict=True))
