@@ -41,9 +41,10 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 def threefry2x32(k0: Words, k1: Words, x0: Words, x1: Words) -> tuple[Words, Words]:
     """Threefry-2x32 (20 rounds), as JAX's primitive, on jax or numpy uint32.
 
-    Written out round by round: XLA compiles this as one fused loop, about twice
-    as fast to compile and to run on CPU as JAX's own CPU lowering, which rolls
-    the rounds into a while loop over whole arrays. Inputs broadcast.
+    Written out round by round, XLA fuses it into one loop; JAX's own CPU
+    lowering rolls the rounds into a while loop over whole arrays, which was
+    slower both to compile and to run here (``benchmarks/bench_prng.py``
+    measures the draw). Inputs broadcast.
     """
     schedule = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
     x0, x1 = x0 + k0, x1 + k1

@@ -250,20 +250,15 @@ def truncated_standard_normal(
     return jnp.clip(jnp.where(use_lower, quantile, -quantile), alpha, beta)
 
 
-def trunc_normal(
-    owner: str,
-    key: jax.Array,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    mean: float,
-    std: float,
-    a: float,
-    b: float,
-) -> jax.Array:
-    """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
-    check_representable(owner, "mean", mean, dtype)
-    if a == b:
-        return constant(owner, a, shape, dtype)
+def trunc_normal_params(
+    owner: str, dtype: np.dtype, mean: float, std: float, a: float, b: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The clip bounds ``(lo, hi)`` in ``dtype`` and standardized ``(alpha, beta)``.
+
+    ValueError if no ``dtype`` value lies in [a, b], if the draw dtype cannot
+    resolve the interval's probability, or if draws on an unbounded side can
+    overflow ``dtype`` (``a < b`` assumed).
+    """
     lo, hi = round_up(a, dtype), round_down(b, dtype)
     if lo > hi:
         raise ValueError(
@@ -289,5 +284,24 @@ def trunc_normal(
         low = mean - reach * std if math.isinf(a) else a
         high = mean + reach * std if math.isinf(b) else b
         _check_reach(owner, dtype, mean, std, reach, low, high)
+    return lo, hi, alpha, beta
+
+
+def trunc_normal(
+    owner: str,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    mean: float,
+    std: float,
+    a: float,
+    b: float,
+) -> jax.Array:
+    """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
+    check_representable(owner, "mean", mean, dtype)
+    if a == b:
+        return constant(owner, a, shape, dtype)
+    lo, hi, alpha, beta = trunc_normal_params(owner, dtype, mean, std, a, b)
+    draw_dtype = compute_dtype(dtype)
     z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta)
     return jnp.clip((mean + std * z).astype(dtype), lo, hi)

@@ -101,14 +101,13 @@ class _Orthogonal(LayoutInitializer):
         tall, skinny = (cols, rows) if wide else (rows, cols)
         if batch or mesh is None or not _tsqr.applies(mesh.size, tall, skinny):
             return super()._generate_sharded(key, shape, dtype, out_sharding)
-        auto_mesh = on_auto_mesh(out_sharding)
 
         def build(key: Any) -> jax.Array:
             # Drawn whole, as _generate does, so the Gaussian bits are the
             # unsharded ones; the row constraint inside makes each device draw
-            # only its rows. Under auto_axes the context mesh has Auto axes.
+            # only its rows.
             draw = jax.random.normal(key, (rows, cols), _sampling.compute_dtype(dtype))
-            blocks_mesh = mesh if auto_mesh else jax.sharding.get_abstract_mesh()
+            blocks_mesh = _mesh_inside(out_sharding, mesh)
             if wide:
                 q = _tsqr.orthonormal_columns(draw.T, blocks_mesh).T
             else:
@@ -117,6 +116,17 @@ class _Orthogonal(LayoutInitializer):
             return _from_torch_order(weight, axes)
 
         return place(build, key, out_sharding)
+
+
+def _mesh_inside(
+    out_sharding: OutSharding, mesh: jax.sharding.Mesh | jax.sharding.AbstractMesh
+) -> jax.sharding.Mesh | jax.sharding.AbstractMesh:
+    """The mesh to constrain to while ``place`` traces a build.
+
+    The sharding's own on an auto mesh; under ``auto_axes`` (explicit meshes)
+    the context mesh, whose axes are Auto there.
+    """
+    return mesh if on_auto_mesh(out_sharding) else jax.sharding.get_abstract_mesh()
 
 
 def _mesh_of(
@@ -255,11 +265,9 @@ class _Sparse(LayoutInitializer):
         mesh = _mesh_of(out_sharding)
         if self.batch_axis or mesh is None or mesh.size == 1 or cols % mesh.size:
             return super()._generate_sharded(key, shape, dtype, out_sharding)
-        auto_mesh = on_auto_mesh(out_sharding)
 
         def build(key: Any) -> jax.Array:
-            # Under auto_axes the context mesh has Auto axes.
-            columns_mesh = mesh if auto_mesh else jax.sharding.get_abstract_mesh()
+            columns_mesh = _mesh_inside(out_sharding, mesh)
             names = tuple(columns_mesh.axis_names)
             by_columns = jax.sharding.NamedSharding(
                 columns_mesh,

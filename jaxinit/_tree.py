@@ -115,18 +115,16 @@ def _plan(
     if isinstance(init, _Normal):
         return _normal_plan(init.name, dtype, init.mean, init.std)
     if isinstance(init, _TruncNormal):
-        alpha = (init.a - init.mean) / init.std if init.std else 0.0
-        beta = (init.b - init.mean) / init.std if init.std else 0.0
-        if (
-            init.std == 0
-            or init.a == init.b
-            or not _sampling.is_unreachable(alpha, beta)
-        ):
+        if init.std == 0 or init.a == init.b:
             return None
         law = (init.mean, init.std, init.a, init.b)
-        if not _sampler_accepts(_sampling.trunc_normal, init.name, dtype, *law):
+        try:
+            _sampling.check_representable(init.name, "mean", init.mean, dtype)
+            lo, hi, alpha, beta = _sampling.trunc_normal_params(init.name, dtype, *law)
+        except ValueError:
+            return None  # the initializer's own call raises the error
+        if not _sampling.is_unreachable(alpha, beta):
             return None
-        lo, hi = _sampling.round_up(init.a, dtype), _sampling.round_down(init.b, dtype)
         clipped = (init.mean, init.std, float(lo), float(hi), alpha, beta)
         return _Plan("clipped_normal", clipped)
     if isinstance(init, _FanScaled):
@@ -166,20 +164,6 @@ def _normal_plan(owner: str, dtype: np.dtype, mean: float, std: float) -> _Plan 
         return _Plan("constant", (mean,))
     folded = float(np.float32(std) * np.float32(np.sqrt(2)))
     return _Plan("normal", (mean, folded, 0.0, 0.0, 0.0, 0.0))
-
-
-@functools.lru_cache(maxsize=4096)
-def _sampler_accepts(
-    sampler: Callable[..., jax.Array], owner: str, dtype: np.dtype, *law: float
-) -> bool:
-    """Whether the sampler's own checks pass (traced only: nothing is compiled)."""
-    try:
-        jax.eval_shape(
-            lambda key: sampler(owner, key, (1,), dtype, *law), jax.random.key(0)
-        )
-    except ValueError:
-        return False
-    return True
 
 
 def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
