@@ -129,6 +129,35 @@ class LayoutInitializer(InitializerBase):
         return spec.resolve(self.name, shape)
 
 
+def stacked(init: Any, count: int) -> Any:
+    """``init`` for ``count`` leading copies of the array it was written for.
+
+    Layers stacked by ``nnx.vmap``, ``nn.scan`` or ``nn.vmap`` hold one array
+    with the copies on leading axes. A layout initializer gets them as batch
+    axes (its non-negative axes shift past them), so no fan counts them; the
+    other jaxinit laws draw element by element or read their shape from the
+    trailing axes, and are returned unchanged.
+    """
+    if count == 0 or not isinstance(init, LayoutInitializer):
+        return init
+
+    def shift(axes: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(axis + count if axis >= 0 else axis for axis in axes)
+
+    def explicit(axes: tuple[int, ...] | None, default: int) -> tuple[int, ...] | None:
+        if axes is None and default < 0:
+            return None  # the layout's default counts from the end: still right
+        return shift(axes if axes is not None else (default,))
+
+    default_in, default_out = _fans.LAYOUT_AXES[init.layout]
+    return dataclasses.replace(
+        init,
+        in_axis=explicit(init.in_axis, default_in),
+        out_axis=explicit(init.out_axis, default_out),
+        batch_axis=tuple(range(count)) + shift(init.batch_axis),
+    )
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
 def _generate_jit(
     init: InitializerBase,

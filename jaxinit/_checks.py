@@ -6,6 +6,7 @@ Every message names the initializer and the parameter, and says what is allowed.
 import functools
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 
 import jax
@@ -61,18 +62,32 @@ def real(
     return number
 
 
+def as_index(value: object) -> int | None:
+    """``value`` as an int if ``operator.index`` takes it (numpy integers too).
+
+    None for anything else, bools included (torch and jax reject them as sizes).
+    """
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def integer(owner: str, name: str, value: object, *, minimum: int) -> int:
     """Returns ``value`` as an int >= minimum, or raises TypeError/ValueError."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+    number = as_index(value)
+    if number is None:
         raise TypeError(
             f"{owner}: {name} must be an integer >= {minimum}, got {value!r} "
             f"of type {type(value).__name__}"
         )
-    if int(value) < minimum:
+    if number < minimum:
         raise ValueError(
             f"{owner}: {name} must be an integer >= {minimum}, got {value}"
         )
-    return int(value)
+    return number
 
 
 def choice(owner: str, name: str, value: object, options: Sequence[str]) -> str:
@@ -154,17 +169,18 @@ def shape(owner: str, value: object) -> tuple[int, ...]:
             f"{owner}: shape must be a sequence of ints such as (3, 5), got {value!r}"
         )
     dims = []
-    for dim in value:
-        if isinstance(dim, bool | np.bool_) or not isinstance(dim, numbers.Integral):
+    for item in value:
+        dim = as_index(item)
+        if dim is None:
             raise TypeError(
-                f"{owner}: shape must contain only ints, got {dim!r} in {value!r}"
+                f"{owner}: shape must contain only ints, got {item!r} in {value!r}"
             )
         if dim < 0:
             raise ValueError(
                 f"{owner}: shape must contain non-negative dimensions, got "
                 f"{tuple(value)}"
             )
-        dims.append(int(dim))
+        dims.append(dim)
     # XLA multiplies the dimensions in int64 even when one is 0 (and aborts the
     # process on overflow), so the product of the non-zero ones must fit too.
     extent = math.prod(dim for dim in dims if dim)

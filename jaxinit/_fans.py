@@ -10,7 +10,7 @@ from ._typing import Axes, Layout
 LAYOUTS = ("flax", "torch")
 # (in_axis, out_axis) of each layout: Flax kernels are (*spatial, in, out), torch
 # weights (out, in, *spatial).
-_LAYOUT_AXES = {"flax": (-2, -1), "torch": (1, 0)}
+LAYOUT_AXES = {"flax": (-2, -1), "torch": (1, 0)}
 
 
 def canonical_axes(owner: str, name: str, value: Axes | None) -> tuple[int, ...] | None:
@@ -18,12 +18,12 @@ def canonical_axes(owner: str, name: str, value: Axes | None) -> tuple[int, ...]
     if value is None:
         return None
     items = (value,) if not isinstance(value, Sequence) else tuple(value)
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise TypeError(
-                f"{owner}: {name} must be an int or a sequence of ints, got {value!r}"
-            )
-    return items
+    axes = tuple(_checks.as_index(item) for item in items)
+    if None in axes:
+        raise TypeError(
+            f"{owner}: {name} must be an int or a sequence of ints, got {value!r}"
+        )
+    return axes  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ class LayoutSpec:
                 "need a weight of rank >= 2 (for a bias, pass the weight's fan "
                 "explicitly)"
             )
-        default_in, default_out = _LAYOUT_AXES[self.layout]
+        default_in, default_out = LAYOUT_AXES[self.layout]
         in_axes = self.in_axis if self.in_axis is not None else (default_in,)
         out_axes = self.out_axis if self.out_axis is not None else (default_out,)
         groups = {

@@ -243,6 +243,9 @@ def multihead_attention_to_torch(params: Mapping[str, Any]) -> dict[str, np.ndar
     return state
 
 
+_CELL_OF_GATES = {1.0: "an RNN cell", 3.0: "a GRU cell", 4.0: "an LSTM cell"}
+
+
 def _rnn_state(
     state: TorchState, owner: str, suffix: str, gates: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -252,12 +255,32 @@ def _rnn_state(
         raise ValueError(
             f"{owner}: proj_size > 0 (weight_hr) has no Flax cell counterpart"
         )
-    rows = w_hh.shape[0]
-    zeros = np.zeros(rows, w_ih.dtype)
+    if w_hh.ndim != 2:
+        raise ValueError(
+            f"{owner}: weight_hh{suffix} must be 2-D ({gates} * hidden, hidden), "
+            f"got shape {w_hh.shape}"
+        )
+    hidden = w_hh.shape[1]
+    rows = gates * hidden
     b_ih = _optional(state, f"bias_ih{suffix}")
     b_hh = _optional(state, f"bias_hh{suffix}")
-    if rows % gates:
-        raise ValueError(f"{owner}: weight_hh has {rows} rows, not {gates} gates")
+    expected = {
+        f"weight_hh{suffix}": (w_hh, (rows, hidden)),
+        f"weight_ih{suffix}": (w_ih, (rows, w_ih.shape[-1] if w_ih.ndim else 0)),
+        f"bias_ih{suffix}": (b_ih, (rows,)),
+        f"bias_hh{suffix}": (b_hh, (rows,)),
+    }
+    for name, (array, shape) in expected.items():
+        if array is not None and array.shape != shape:
+            cell = _CELL_OF_GATES.get(w_hh.shape[0] / hidden if hidden else 0.0)
+            wrong_cell = cell is not None and w_hh.shape[0] != rows
+            hint = f" (weight_hh{suffix} is {cell}'s)" if wrong_cell else ""
+            raise ValueError(
+                f"{owner}: {name} has shape {array.shape}, but a cell with "
+                f"{gates} gates and hidden size {hidden} (from weight_hh{suffix} "
+                f"{w_hh.shape}) needs {shape}{hint}"
+            )
+    zeros = np.zeros(rows, w_ih.dtype)
     return (
         w_ih,
         w_hh,

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import jax
 import numpy as np
 
-from . import _basic, _scaled, torch_defaults
+from . import _base, _basic, _scaled, torch_defaults
 from ._tree import init_tree, leaf_key
 from ._typing import Initializer
 
@@ -68,6 +68,51 @@ def _check_rules(owner: str, rules: Rules) -> None:
             )
 
 
+def _count(value: Any) -> int:
+    """How many axes a Flax size argument stands for (an int is one)."""
+    return 1 if isinstance(value, int) else len(value)
+
+
+def own_ranks(module: Any) -> dict[str, int]:
+    """The rank of each parameter of one copy of a Flax layer, by local name.
+
+    Empty for modules whose parameters this does not know (their own parameters
+    are then taken as unstacked).
+    """
+    from flax import linen as nn, nnx
+
+    if isinstance(module, nn.Dense | nnx.Linear):
+        return {"kernel": 2, "bias": 1}
+    if isinstance(module, nn.Conv | nnx.Conv | nn.ConvTranspose | nnx.ConvTranspose):
+        return {"kernel": _count(module.kernel_size) + 2, "bias": 1}
+    if isinstance(module, nn.Embed | nnx.Embed):
+        return {"embedding": 2}
+    if isinstance(module, nn.DenseGeneral):
+        batch, out = len(module.batch_dims), _count(module.features)
+        return {"kernel": batch + _count(module.axis) + out, "bias": batch + out}
+    if isinstance(module, nnx.LinearGeneral):
+        batch, out = len(module.batch_axis), len(module.out_features)
+        return {"kernel": batch + len(module.in_features) + out, "bias": batch + out}
+    return {}
+
+
+def stacked_axes(
+    modules: Sequence[tuple[Path, Any]], shapes: Mapping[Path, tuple[int, ...]]
+) -> dict[Path, int]:
+    """How many leading axes each parameter has beyond its layer's own rank.
+
+    ``nnx.vmap``, linen ``nn.scan`` and ``nn.vmap`` stack copies of a layer on
+    leading axes; those are batch axes, which no fan may count.
+    """
+    counts: dict[Path, int] = {}
+    for module_path, module in modules:
+        for name, rank in own_ranks(module).items():
+            path = (*module_path, name)
+            if path in shapes:
+                counts[path] = max(len(shapes[path]) - rank, 0)
+    return counts
+
+
 def plan(
     modules: Sequence[tuple[Path, Any]],
     shapes: Mapping[Path, tuple[int, ...]],
@@ -79,14 +124,20 @@ def plan(
     rules the outer module over the inner one (torch's ``apply`` visits children
     first, so the parent's function writes last); then later tiers, then later
     rules within a tier.
+
+    Rules describe one copy of a layer, as a Flax ``kernel_init`` does: a
+    function rule sees each parameter's shape without the leading axes of
+    stacked copies (``nnx.vmap``, ``nn.scan``), and each chosen initializer
+    takes those axes as batch axes.
     """
     chosen: dict[Path, tuple[tuple[int, int, int, int], Initializer]] = {}
+    stacked = stacked_axes(modules, shapes)
 
     def claim(
         path: Path, priority: tuple[int, int, int, int], init: Initializer
     ) -> None:
         if path not in chosen or chosen[path][0] <= priority:
-            chosen[path] = (priority, init)
+            chosen[path] = (priority, _base.stacked(init, stacked.get(path, 0)))
 
     for tier, rules in enumerate(tiers):
         for index, (matcher, action) in enumerate(rules.items()):
@@ -109,7 +160,11 @@ def plan(
                     mapping = action
                 else:
                     mapping = action(
-                        module, {name: shapes[p] for name, p in local.items()}
+                        module,
+                        {
+                            name: shapes[p][stacked.get(p, 0) :]
+                            for name, p in local.items()
+                        },
                     )
                 for name, init in mapping.items():
                     if name in local:
@@ -305,7 +360,7 @@ def _cell(
         recurrent = next((shapes[n] for n in _RECURRENT_KERNELS if n in shapes), None)
         if recurrent is None:
             return {}
-        inits = defaults(recurrent[0])
+        inits = defaults(recurrent[-2])  # (H, gates * H)
         rules: dict[str, Initializer] = {}
         for name in shapes:
             if name.endswith("kernel"):

@@ -248,12 +248,17 @@ class _Leaf:
 
 
 def _can_batch(key: jax.Array) -> bool:
-    """Whether the batched programs apply: a concrete threefry key.
+    """Whether the batched programs apply: a concrete threefry key, outside a trace.
 
-    Under an outer ``jax.jit`` the key is traced and every leaf is drawn by its
-    own call, inside the caller's program.
+    Under an outer ``jax.jit`` (or ``eval_shape``) every leaf is drawn by its own
+    call, inside the caller's program: the batched path reads the key and the
+    draws on the host. A key captured from outside the trace is concrete, but
+    any operation on it is staged into the trace, so its key data come out
+    traced.
     """
     if isinstance(key, jax.core.Tracer):
+        return False
+    if isinstance(jax.random.key_data(key), jax.core.Tracer):
         return False
     return _bits.is_threefry(key)
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _basic, _scaled
+from . import _basic, _checks, _scaled
 from ._base import InitializerBase
 from ._typing import Initializer
 
@@ -104,11 +104,12 @@ def _fan_in_bound(fan_in: int) -> float:
 
 
 def _positive(owner: str, name: str, value: object, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    number = _checks.as_index(value)
+    if number is None:
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < minimum:
+    if number < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
-    return int(value)
+    return number
 
 
 def _kernel_size(owner: str, kernel_size: object) -> tuple[int, ...]:
@@ -126,12 +127,15 @@ def _kernel_size(owner: str, kernel_size: object) -> tuple[int, ...]:
 
 
 def _groups(owner: str, groups: object, *channels: tuple[str, int]) -> int:
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+    number = _checks.as_index(groups)
+    if number is None:
+        raise TypeError(f"{owner}: groups must be a positive integer, got {groups!r}")
+    if number <= 0:
         raise ValueError(f"{owner}: groups must be a positive integer, got {groups!r}")
     for name, count in channels:
-        if count % groups:
+        if count % number:
             raise ValueError(f"{owner}: {name} must be divisible by groups")
-    return groups
+    return number
 
 
 def linear(in_features: int) -> DenseInits:
@@ -283,7 +287,8 @@ class _PaddedEmbedding(InitializerBase):
     padding_idx: int
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        if len(shape) != 2 or shape[0] != self.num_embeddings:
+        # Leading axes are stacked copies of the table (nnx.vmap, nn.scan).
+        if len(shape) < 2 or shape[-2] != self.num_embeddings:
             raise ValueError(
                 f"torch_defaults.embedding: expected a ({self.num_embeddings}, "
                 f"features) embedding table, got shape {shape}"
@@ -291,7 +296,7 @@ class _PaddedEmbedding(InitializerBase):
 
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         table = _basic.normal()(key, shape, dtype)
-        return table.at[self.padding_idx].set(jnp.zeros((), dtype))
+        return table.at[..., self.padding_idx, :].set(jnp.zeros((), dtype))
 
     def __repr__(self) -> str:
         return (
@@ -329,19 +334,18 @@ def embedding(num_embeddings: int, *, padding_idx: int | None = None) -> EmbedIn
     count = _positive(owner, "num_embeddings", num_embeddings, minimum=0)
     if padding_idx is None:
         return EmbedInits(embedding_init=_basic.normal())
-    if isinstance(padding_idx, bool) or not isinstance(padding_idx, int):
+    index = _checks.as_index(padding_idx)
+    if index is None:
         raise TypeError(
             f"{owner}: padding_idx must be an int or None, got {padding_idx!r}"
         )
-    if not -count <= padding_idx < count:
+    if not -count <= index < count:
         raise ValueError(
-            f"{owner}: padding_idx must be within num_embeddings, got {padding_idx} "
+            f"{owner}: padding_idx must be within num_embeddings, got {index} "
             f"for num_embeddings={count}"
         )
     return EmbedInits(
-        embedding_init=_PaddedEmbedding(
-            num_embeddings=count, padding_idx=padding_idx % count
-        )
+        embedding_init=_PaddedEmbedding(num_embeddings=count, padding_idx=index % count)
     )
 
 
