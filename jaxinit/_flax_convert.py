@@ -186,7 +186,10 @@ def multihead_attention_from_torch(state: TorchState, num_heads: int) -> Params:
     owner = "multihead_attention_from_torch"
     if state.get("bias_k") is not None or state.get("bias_v") is not None:
         raise ValueError(
-            f"{owner}: add_bias_kv (bias_k, bias_v) has no Flax counterpart"
+            f"{owner}: add_bias_kv (bias_k, bias_v) has no Flax counterpart: Flax "
+            "attention has no learned key/value row. Pop 'bias_k' and 'bias_v' from "
+            "the state dict and append them to the projected keys and values in an "
+            "attention_fn (see docs/conversion_limits.md)"
         )
     out_weight = _array(state, "out_proj.weight", owner)
     embed = out_weight.shape[0]
