@@ -74,6 +74,14 @@ def reinit(
     - a regular expression (``str``), matched in full against the parameter path
       joined by ``/`` (``"encoder/layers/0/bias"``), to an initializer.
 
+    Rules describe one layer, as a Flax ``kernel_init`` does. Layers stacked by
+    ``nnx.vmap``, linen ``nn.scan`` or ``nn.vmap`` hold their copies on leading
+    axes; for the parameters of ``Dense``/``Linear``, ``DenseGeneral``/
+    ``LinearGeneral``, ``Conv``, ``ConvTranspose`` and ``Embed`` (and so of the
+    cells and attention built from them) a function rule sees one copy's
+    shapes, and every chosen jaxinit initializer takes the leading axes as
+    ``batch_axis``, so no fan counts the copies.
+
     Parameters no rule names are left untouched. When several rules name the same
     parameter, a path rule beats a module rule, the outer module's rule beats an
     inner one's (torch's ``apply`` visits children first, so the parent writes
