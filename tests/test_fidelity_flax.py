@@ -487,3 +487,95 @@ def test_rnn_converters_check_every_shape(convert: Any, make: Any) -> None:
     layers["bias_ih_l1"] = np.zeros(3)
     with pytest.raises(ValueError, match=r"bias_ih_l1 has shape \(3,\)"):
         convert(layers, suffix="_l1")
+
+
+# ---------------------------------------------------------------------------
+# 8. Settings no state dict carries: the mirrors docs/conversion_limits.md gives
+# reproduce torch, and leaving them out does not.
+
+HEADS, EMBED = 4, 16
+
+
+def _attention(tm: Any, attention_fn: Any, state: Any = None) -> Any:
+    state = _state(tm) if state is None else state
+    params = jflax.multihead_attention_from_torch(state, HEADS)
+    mha = nnx.MultiHeadAttention(
+        HEADS, EMBED, decode=False, attention_fn=attention_fn, rngs=nnx.Rngs(0)
+    )
+    for name in ("query", "key", "value", "out"):
+        getattr(mha, name).kernel.set_value(jnp.asarray(params[name]["kernel"]))
+        getattr(mha, name).bias.set_value(jnp.asarray(params[name]["bias"]))
+    return mha
+
+
+def _max_difference(flax_out: Any, torch_out: Any) -> float:
+    return float(np.abs(np.asarray(flax_out) - torch_out.detach().numpy()).max())
+
+
+def test_attention_settings_outside_the_state_dict() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, EMBED)
+    xj = jnp.asarray(x.numpy())
+
+    def zero_attn(query: Any, key: Any, value: Any, **kwargs: Any) -> Any:
+        def pad(a: Any) -> Any:
+            return jnp.concatenate([a, jnp.zeros_like(a[:, :1])], axis=1)
+
+        return nnx.dot_product_attention(query, pad(key), pad(value))
+
+    tm = torch.nn.MultiheadAttention(EMBED, HEADS, batch_first=True, add_zero_attn=True)
+    want = tm(x, x, x, need_weights=False)[0]
+    assert _max_difference(_attention(tm, nnx.dot_product_attention)(xj), want) > 0.1
+    assert _max_difference(_attention(tm, zero_attn)(xj), want) < 1e-6
+
+    tm = torch.nn.MultiheadAttention(EMBED, HEADS, batch_first=True, add_bias_kv=True)
+    state = _state(tm)
+    with pytest.raises(ValueError, match=r"add_bias_kv .*attention_fn"):
+        jflax.multihead_attention_from_torch(state, HEADS)
+    rows = {
+        name: jnp.asarray(state.pop(name)).reshape(1, 1, HEADS, -1)
+        for name in ("bias_k", "bias_v")
+    }
+
+    def bias_kv(query: Any, key: Any, value: Any, **kwargs: Any) -> Any:
+        def row(a: Any, b: Any) -> Any:
+            return jnp.concatenate(
+                [a, jnp.broadcast_to(b, (a.shape[0], 1, *a.shape[2:]))], axis=1
+            )
+
+        return nnx.dot_product_attention(
+            query, row(key, rows["bias_k"]), row(value, rows["bias_v"])
+        )
+
+    want = tm(x, x, x, need_weights=False)[0]
+    assert _max_difference(_attention(tm, bias_kv, state)(xj), want) < 1e-6
+
+
+def test_embedding_max_norm_and_padding_mode_mirrors() -> None:
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 8, max_norm=1.0)
+    table = jnp.asarray(emb.weight.detach().numpy())
+    ids = torch.tensor([[0, 1, 2, 3, 3]])
+    want = emb(ids)
+    rows = table[jnp.asarray(ids.numpy())]
+    norm = jnp.linalg.norm(rows, axis=-1, keepdims=True)
+    mirrored = jnp.where(norm > 1.0, rows * (1.0 / (norm + 1e-7)), rows)
+    assert _max_difference(rows, want) > 0.1
+    assert _max_difference(mirrored, want) < 1e-6
+
+    image = torch.randn(1, 3, 8, 8)
+    x = jnp.asarray(image.numpy().transpose(0, 2, 3, 1))
+    for mode, numpy_mode in (("reflect", "reflect"), ("replicate", "edge")):
+        conv = torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode)
+        want = conv(image).permute(0, 2, 3, 1)
+        params = jflax.conv_from_torch(_state(conv))
+
+        def run(padding: Any, inputs: Any, params: Any = params) -> Any:
+            layer = nnx.Conv(3, 4, (3, 3), padding=padding, rngs=nnx.Rngs(0))
+            layer.kernel.set_value(jnp.asarray(params["kernel"]))
+            layer.bias.set_value(jnp.asarray(params["bias"]))
+            return layer(inputs)
+
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=numpy_mode)
+        assert _max_difference(run(1, x), want) > 0.1, mode
+        assert _max_difference(run("VALID", padded), want) < 1e-5, mode
