@@ -5,6 +5,8 @@ Every torch initializer as a factory that returns a ``jax.nn.initializers``
 (torch layout by default), with torch's laws, defaults, fans and errors.
 """
 
+from importlib import metadata as _metadata
+
 from ._basic import (
     constant as constant,
     eye as eye,
@@ -42,7 +44,10 @@ from ._torch_style import (
 from ._tree import init_tree as init_tree, leaf_key as leaf_key
 from ._typing import Initializer as Initializer
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("jaxinit")
+except _metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Initializer",

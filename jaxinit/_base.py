@@ -47,9 +47,12 @@ class InitializerBase:
         else:
             key = None  # exact initializers ignore their key, whatever it is
         self.check_shape(dims)
+        explicit = out_sharding is not None and not on_auto_mesh(out_sharding)
+        if explicit:
+            _needs_explicit_sharding(self.name, out_sharding)
         if math.prod(dims) == 0:
             self.warn_empty()
-            if on_auto_mesh(out_sharding):
+            if not explicit:
                 empty: jax.Array = jax.device_put(
                     jnp.zeros(dims, resolved), out_sharding
                 )
@@ -188,8 +191,23 @@ def on_auto_mesh(sharding: OutSharding) -> bool:
     """Whether ``sharding`` is a NamedSharding over a mesh with non-explicit axes."""
     if not isinstance(sharding, jax.sharding.NamedSharding):
         return False
-    explicit = jax.sharding.AxisType.Explicit
+    axis_types = getattr(jax.sharding, "AxisType", None)
+    if axis_types is None:  # jax < 0.5: every mesh is an auto mesh
+        return True
+    explicit = axis_types.Explicit
     return any(axis_type != explicit for axis_type in sharding.mesh.axis_types)
+
+
+def _needs_explicit_sharding(owner: str, out_sharding: OutSharding) -> None:
+    """Raises on jax < 0.7 for shardings that ``place`` draws through ``auto_axes``."""
+    if hasattr(jax.sharding, "auto_axes"):
+        return
+    raise NotImplementedError(
+        f"{owner}: out_sharding={out_sharding!r} (a bare PartitionSpec, or a mesh "
+        "with Explicit axes) needs jax >= 0.7.0 (jax.sharding.auto_axes and "
+        f"jax.sharding.set_mesh); this is jax {jax.__version__}. Pass a "
+        "NamedSharding over a mesh with Auto axes, or upgrade jax"
+    )
 
 
 def layout_fields(

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import jax
 import numpy as np
 
-from . import _base, _basic, _scaled, torch_defaults
+from . import _base, _basic, _optional, _scaled, torch_defaults
 from ._tree import init_tree, leaf_key
 from ._typing import Initializer
 
@@ -265,6 +265,7 @@ def run(
     method: Any,
 ) -> Any:
     """Dispatches to nnx (in place, returns None) or linen (returns variables)."""
+    _optional.require("flax", "flax", f"jaxinit.flax.{owner}")
     for rules in tiers:
         _check_rules(owner, rules)
     if _is_nnx(model):
@@ -384,6 +385,7 @@ def _prelu(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
 
 def torch_rules() -> dict[Any, Any]:
     """Torch's ``reset_parameters`` defaults as rules on linen and nnx module types."""
+    _optional.require("flax", "flax", "jaxinit.flax.torch_rules")
     from flax import linen as nn, nnx
 
     rules: dict[Any, Any] = {

@@ -33,16 +33,16 @@ def leaky_relu_slope(param: object) -> float:
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """Returns the recommended gain for a nonlinearity, as ``torch.nn.init``.
 
-    ============================  ==========================================
-    nonlinearity                  gain
-    ============================  ==========================================
-    linear, conv*d, conv_transpose*d, sigmoid   ``1`` (an int, as in torch)
-    tanh                          ``5 / 3``
-    relu                          ``sqrt(2)``
-    leaky_relu                    ``sqrt(2 / (1 + slope**2))``, slope ``param``
-                                  (``0.01`` when ``param`` is None)
-    selu                          ``3 / 4``
-    ============================  ==========================================
+    =========================================  ====================================
+    nonlinearity                               gain
+    =========================================  ====================================
+    linear, conv*d, conv_transpose*d, sigmoid  ``1`` (an int, as in torch)
+    tanh                                       ``5 / 3``
+    relu                                       ``sqrt(2)``
+    leaky_relu                                 ``sqrt(2 / (1 + slope**2))``, slope
+                                               ``param`` (``0.01`` when it is None)
+    selu                                       ``3 / 4``
+    =========================================  ====================================
 
     Names are case-sensitive, as in torch. ``param`` is only read for
     ``leaky_relu``. Note that ``kaiming_*(a=0)`` passes ``a`` as the slope, so the

@@ -3,8 +3,9 @@
 ``reinit`` re-draws a model's parameters by rules on module types or parameter
 paths, ``torch_init`` applies PyTorch's layer defaults to every layer, and the
 ``*_from_torch`` / ``*_to_torch`` functions convert weights between torch's and
-Flax's layouts (numpy only). Flax is imported only when a model is re-initialized;
-``import jaxinit`` never imports it.
+Flax's layouts (numpy only). Flax is imported only when a model is re-initialized
+(without Flax, those functions raise an ImportError that says
+``pip install 'jaxinit[flax]'``); ``import jaxinit`` never imports it.
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import jax
 
-from . import _flax_reinit
+from . import _flax_reinit, _optional
 from ._flax_convert import (
     conv_from_torch as conv_from_torch,
     conv_to_torch as conv_to_torch,
@@ -181,6 +182,7 @@ def torch_init(
         >>> bool((abs(bias) <= 1 / 8).all()), bool((bias != 0).all())
         (True, True)
     """
+    _optional.require("flax", "flax", "jaxinit.flax.torch_init")
     tiers = [_flax_reinit.torch_rules(), dict(rules or {})]
     return _flax_reinit.run(
         "torch_init", model, key, tiers, variables, args, kwargs, method

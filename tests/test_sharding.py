@@ -124,7 +124,7 @@ def test_empty_shape_on_an_auto_mesh():
 
 
 def test_nnx_transformer_initialized_sharded_over_8_devices():
-    """The README's recipe: jaxinit initializers with partition names, created
+    """docs/scale.md's recipe: jaxinit initializers with partition names, created
     inside nnx.jit under the mesh; each device holds 1/8 of the weights."""
     nnx = pytest.importorskip("flax.nnx")
     width, hidden, vocab = 64, 256, 512
