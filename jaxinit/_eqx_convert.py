@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._eqx_reinit import Path, replace_leaves, require_equinox, walk
+from ._eqx_reinit import replace_leaves, require_equinox, walk
+from ._flax_reinit import Path
 
 Tensors: TypeAlias = dict[str, Any]
 Exporter: TypeAlias = Callable[[Any], Tensors]
@@ -205,7 +206,7 @@ def _layers(eqx: Any) -> dict[type, tuple[Exporter, Importer]]:
 
 
 def _batch_norm_buffers(module: Any) -> dict[str, np.ndarray]:
-    """torch's fresh running statistics (Equinox keeps its own in eqx.nn.State)."""
+    """Torch's fresh running statistics (Equinox keeps its own in eqx.nn.State)."""
     size = module.input_size
     return {
         "running_mean": np.zeros(size, np.float32),
@@ -242,8 +243,10 @@ class _Plan:
         ]
 
     def prefix(self, path: Path, by_path: Mapping[Path, Any] | None = None) -> str:
-        """The torch name of ``path``: parts joined by ``.``, Sequential's
-        ``layers`` left out (torch's Sequential names children by index)."""
+        """The torch name of ``path``: its parts joined by ``.``.
+
+        A Sequential's ``layers`` is left out: torch's names children by index.
+        """
         by_path = self.by_path if by_path is None else by_path
         parts = []
         for index, part in enumerate(path):

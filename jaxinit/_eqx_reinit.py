@@ -144,7 +144,9 @@ def run(owner: str, model: Any, key: jax.Array, tiers: Sequence[Rules]) -> Any:
         )
         for path in chosen
     }
-    chosen = {path: in_torch_layout(init, stacked[path]) for path, init in chosen.items()}
+    chosen = {
+        path: in_torch_layout(init, stacked[path]) for path, init in chosen.items()
+    }
     new = draw(key, chosen, params)
     for path, value in new.items():
         old = params[path]
@@ -161,8 +163,10 @@ def get_leaf(model: Any, path: Path) -> Any:
     """The value at ``path``: attribute names and container indices."""
     node = model
     for part in path:
-        node = node[part] if isinstance(part, int) or isinstance(node, dict) else (
-            getattr(node, part)
+        node = (
+            node[part]
+            if isinstance(part, int) or isinstance(node, dict)
+            else (getattr(node, part))
         )
     return node
 
