@@ -254,6 +254,15 @@ def test_sharded_parameters_keep_their_sharding() -> None:
     assert new.weight.sharding == sharding
     eager = jeqx.torch_init(eqx.nn.Linear(64, 128, key=jax.random.key(0)), KEY)
     np.testing.assert_array_equal(new.weight, eager.weight)
+    # An abstract leaf with a sharding comes back concrete on that sharding.
+    abstract = eqx.tree_at(
+        lambda m: m.weight,
+        layer,
+        jax.ShapeDtypeStruct((128, 64), jnp.float32, sharding=sharding),
+    )
+    new = jeqx.torch_init(abstract, KEY)
+    assert new.weight.sharding == sharding
+    np.testing.assert_array_equal(new.weight, eager.weight)
 
 
 def test_extra_rules_override_torch_defaults() -> None:
