@@ -542,3 +542,24 @@ def test_importing_never_imports_equinox_and_says_how_to_install() -> None:
         "    raise AssertionError('no ImportError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_rules_choose_torchs_initializers() -> None:
+    rules = jeqx.torch_rules()
+    linear = eqx.nn.Linear(64, 128, key=K)
+    assert rules[eqx.nn.Linear](linear, {}) == {
+        "weight": jaxinit.kaiming_uniform(a=math.sqrt(5)),
+        "bias": jaxinit.uniform(-1 / 8, 1 / 8),
+    }
+    transpose = eqx.nn.ConvTranspose2d(4, 8, 3, key=K)
+    bound = 1 / math.sqrt(8 * 9)  # torch's fan: out_channels * kernel
+    assert rules[eqx.nn.ConvTranspose](transpose, {}) == {
+        "weight": jaxinit.uniform(-bound, bound),
+        "bias": jaxinit.uniform(-bound, bound),
+    }
+    attention = eqx.nn.MultiheadAttention(4, 64, key=K)
+    chosen = rules[eqx.nn.MultiheadAttention](attention, {})
+    packed = math.sqrt(3) * math.sqrt(2 / (64 + 3 * 64))  # torch's xavier, (3E, E)
+    assert chosen["key_proj/weight"] == jaxinit.uniform(-packed, packed)
+    assert chosen["value_proj/bias"] == jaxinit.zeros()
+    assert chosen["output_proj/weight"] == jaxinit.kaiming_uniform(a=math.sqrt(5))
