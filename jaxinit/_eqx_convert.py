@@ -46,7 +46,7 @@ def _conv_in(module: Any, tensors: Tensors) -> dict[Path, Any]:
     return loaded
 
 
-def _swap_groups(weight: Any, groups: int, spatial: int) -> Any:
+def _swap_groups(weight: Any, groups: int) -> Any:
     """(g * a, b, *k) -> (g * b, a, *k): swaps the two channel axes per group."""
     a, b, *kernel = weight.shape
     grouped = weight.reshape(groups, a // groups, b, *kernel)
@@ -60,14 +60,14 @@ def _conv_transpose_out(module: Any) -> Tensors:
     tensors = _conv_out(module)
     spatial = tuple(range(2, 2 + module.num_spatial_dims))
     flipped = jnp.flip(module.weight, spatial)
-    tensors["weight"] = _swap_groups(flipped, module.groups, len(spatial))
+    tensors["weight"] = _swap_groups(flipped, module.groups)
     return tensors
 
 
 def _conv_transpose_in(module: Any, tensors: Tensors) -> dict[Path, Any]:
     loaded = _conv_in(module, tensors)
     spatial = tuple(range(2, 2 + module.num_spatial_dims))
-    swapped = _swap_groups(tensors["weight"], module.groups, len(spatial))
+    swapped = _swap_groups(tensors["weight"], module.groups)
     loaded[("weight",)] = jnp.flip(swapped, spatial)
     return loaded
 
@@ -223,7 +223,7 @@ class _Plan:
         self.eqx = eqx
         known = _layers(eqx)
         modules, self.params = walk(model)
-        by_path = dict(modules)
+        self.by_path = dict(modules)
         self.layers: dict[Path, tuple[Any, Exporter, Importer]] = {}
         self.batch_norms: list[tuple[str, Any]] = []
         for path, module in modules:
@@ -233,24 +233,22 @@ class _Plan:
                 if isinstance(module, layer_type):
                     self.layers[path] = (module, export, load)
                     if isinstance(module, eqx.nn.BatchNorm):
-                        self.batch_norms.append((self.prefix(path, by_path), module))
+                        self.batch_norms.append((self.prefix(path), module))
                     break
-        self.by_path = by_path
         self.loose = [
             path
             for path in self.params
             if not any(path[: len(p)] == p for p in self.layers)
         ]
 
-    def prefix(self, path: Path, by_path: Mapping[Path, Any] | None = None) -> str:
+    def prefix(self, path: Path) -> str:
         """The torch name of ``path``: its parts joined by ``.``.
 
         A Sequential's ``layers`` is left out: torch's names children by index.
         """
-        by_path = self.by_path if by_path is None else by_path
         parts = []
         for index, part in enumerate(path):
-            owner = by_path.get(path[:index])
+            owner = self.by_path.get(path[:index])
             if part == "layers" and isinstance(owner, self.eqx.nn.Sequential):
                 continue
             parts.append(str(part))
