@@ -13,23 +13,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _basic, _scaled, torch_defaults
+from . import _basic, _optional, _scaled, torch_defaults
 from ._base import LayoutInitializer
 from ._flax_reinit import ParamShapes, Path, Rules, _check_rules, draw, plan
 from ._typing import Initializer
 
-_INSTALL = "pip install 'jaxinit[equinox]'"
-
 
 def require_equinox(owner: str) -> Any:
     """Imports equinox, or raises an ImportError that says how to install it."""
-    try:
-        import equinox
-    except ImportError as error:  # pragma: no cover - equinox is installed in tests
-        raise ImportError(
-            f"jaxinit.equinox.{owner} needs equinox: {_INSTALL}"
-        ) from error
-    return equinox
+    return _optional.require("equinox", "equinox", f"jaxinit.equinox.{owner}")
 
 
 def _part(entry: Any) -> Any:
