@@ -118,21 +118,119 @@ def plan(
 
 
 def draw(
-    key: jax.Array, chosen: Mapping[Path, Initializer], shapes: Mapping[Path, Any]
+    key: jax.Array,
+    chosen: Mapping[Path, Initializer],
+    shapes: Mapping[Path, Any],
+    shardings: Mapping[Path, jax.sharding.Sharding] | None = None,
 ) -> dict[Path, jax.Array]:
     """Draws every planned parameter from its initializer and its path's key.
 
     Through ``init_tree``: its compiled programs do not depend on the model, so
-    a first call costs a few small compiles rather than one per parameter.
+    a first call costs a few small compiles rather than one per parameter. A
+    path in ``shardings`` is drawn straight into that sharding, each device
+    making only its own shards; the others are placed as ``init_tree`` places.
     """
     spec = {
         path: (init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
         for path, init in chosen.items()
     }
-    return init_tree(key, spec)
+    shardings = shardings or {}
+    placed = {path: shardings[path] for path in chosen if path in shardings}
+    if not placed:
+        return init_tree(key, spec)
+    return init_tree(key, spec, out_shardings=placed)
 
 
-def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:
+def _default_device() -> Any:
+    device = getattr(jax.config, "jax_default_device", None)
+    if isinstance(device, jax.Device):
+        return device
+    return jax.devices(device)[0] if isinstance(device, str) else jax.devices()[0]
+
+
+def _current_mesh(owner: str, path: Path, wanted: Any) -> jax.sharding.Mesh:
+    """The concrete mesh of the context, for a sharding laid out on ``wanted``.
+
+    ``wanted`` is an abstract mesh (from ``eval_shape`` under ``jax.set_mesh``)
+    that the context's mesh must match, or None (a linen box without a mesh).
+    """
+    mesh = jax.sharding.get_mesh()
+    if mesh.empty:
+        raise ValueError(
+            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
+            f"with axes {_axes(wanted)} that is not concrete here; call {owner} "
+            "under jax.set_mesh(mesh) with a concrete mesh"
+        )
+    if wanted is not None and mesh.abstract_mesh != wanted:
+        raise ValueError(
+            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
+            f"with axes {_axes(wanted)}, but the current mesh has axes "
+            f"{_axes(mesh)}"
+        )
+    return mesh
+
+
+def _axes(mesh: Any) -> str:
+    if mesh is None:
+        return "named by its partitioning"
+    return str(dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True)))
+
+
+def _placement(owner: str, path: Path, value: Any) -> jax.sharding.Sharding | None:
+    """Where the new value of the parameter at ``path`` goes: where it is.
+
+    A concrete array keeps its ``.sharding``; an abstract one
+    (``jax.ShapeDtypeStruct``) its ``.sharding``, an abstract mesh made concrete
+    by the current one. None (``init_tree``'s placement) for an array on the
+    default device, a traced value (the enclosing ``jit`` places its outputs)
+    and an abstract value without a sharding.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    sharding = getattr(value, "sharding", None)
+    if isinstance(sharding, jax.sharding.SingleDeviceSharding):
+        return None if sharding.device_set == {_default_device()} else sharding
+    if isinstance(sharding, jax.sharding.NamedSharding) and isinstance(
+        sharding.mesh, jax.sharding.AbstractMesh
+    ):
+        mesh = _current_mesh(owner, path, sharding.mesh)
+        return jax.sharding.NamedSharding(mesh, sharding.spec)
+    return sharding if isinstance(sharding, jax.sharding.Sharding) else None
+
+
+def _named(
+    owner: str, path: Path, mesh: Any, spec: jax.sharding.PartitionSpec
+) -> jax.sharding.NamedSharding:
+    """``spec`` on ``mesh`` (a partitioning's own), or on the current mesh."""
+    if not isinstance(mesh, jax.sharding.Mesh):
+        mesh = _current_mesh(owner, path, mesh)
+    return jax.sharding.NamedSharding(mesh, spec)
+
+
+def _nnx_placement(
+    owner: str, path: Path, variable: Any, value: Any
+) -> jax.sharding.Sharding | None:
+    """Where an nnx parameter's new value goes: where its value is.
+
+    An abstract value without a sharding goes by its ``out_sharding`` metadata
+    on its ``mesh`` metadata or the current mesh, as ``nnx.as_abstract`` reads
+    them.
+    """
+    placement = _placement(owner, path, value)
+    if placement is not None or isinstance(value, jax.Array):
+        return placement
+    if getattr(value, "sharding", None) is not None:
+        return None  # a single-device ShapeDtypeStruct on the default device
+    from flax.nnx import spmd
+
+    if not variable.has_metadata("out_sharding"):
+        return None
+    spec = spmd.get_var_pspec(variable)
+    mesh = variable.get_metadata("mesh") if variable.has_metadata("mesh") else None
+    return None if spec is None else _named(owner, path, mesh, spec)
+
+
+def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) -> None:
     from flax import nnx
 
     modules = [(tuple(path), module) for path, module in nnx.iter_modules(model)]
@@ -143,8 +241,48 @@ def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:
     values = {path: variable.get_value() for path, variable in variables.items()}
     shapes = {path: tuple(value.shape) for path, value in values.items()}
     chosen = plan(modules, shapes, tiers)
-    for path, new in draw(key, chosen, values).items():
+    shardings = {
+        path: placement
+        for path in chosen
+        if (placement := _nnx_placement(owner, path, variables[path], values[path]))
+        is not None
+    }
+    for path, new in draw(key, chosen, values, shardings).items():
         variables[path].set_value(new)
+
+
+def _unbox(leaf: Any) -> Any:
+    """A linen parameter's value, out of its ``nn.Partitioned`` (or other) box."""
+    from flax.core import meta
+
+    if isinstance(leaf, meta.Partitioned):
+        return leaf.value  # unbox() would add a sharding constraint
+    return leaf.unbox() if isinstance(leaf, meta.AxisMetadata) else leaf
+
+
+def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding | None:
+    """Where a linen parameter's new value goes.
+
+    A value boxed by ``nn.with_partitioning`` goes where its names say, on its
+    box's mesh or the current one (outside any mesh, a concrete value stays
+    where it is); a plain value stays where it is.
+    """
+    from flax import linen as nn
+    from flax.core import meta
+    from flax.linen import spmd
+
+    value = _unbox(leaf)
+    if not isinstance(leaf, meta.Partitioned):
+        return _placement(owner, path, value)
+    if leaf.mesh is None and isinstance(value, jax.Array):
+        if jax.sharding.get_mesh().empty:
+            return _placement(owner, path, value)
+    if isinstance(leaf, nn.LogicallyPartitioned):  # names through the axis rules
+        mapped = spmd.logical_to_mesh_axes(leaf.names, leaf.rules)
+        spec = jax.sharding.PartitionSpec() if mapped is None else mapped  # type: ignore[no-untyped-call]
+    else:
+        spec = leaf.get_partition_spec()
+    return _named(owner, path, leaf.mesh, spec)
 
 
 def _reinit_linen(
@@ -155,12 +293,13 @@ def _reinit_linen(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     method: Any,
+    owner: str,
 ) -> Any:
     from flax import linen as nn, traverse_util
-    from flax.core import FrozenDict, freeze
+    from flax.core import FrozenDict, freeze, meta
 
     if "params" not in variables:
-        raise ValueError("reinit: variables has no 'params' collection")
+        raise ValueError(f"{owner}: variables has no 'params' collection")
     seen: dict[Path, Any] = {}
 
     def record(next_fun: Any, call_args: Any, call_kwargs: Any, context: Any) -> Any:
@@ -183,9 +322,20 @@ def _reinit_linen(
     flatten: Any = traverse_util.flatten_dict  # untyped in flax
     unflatten: Any = traverse_util.unflatten_dict
     params = flatten(dict(variables["params"]))
-    shapes = {tuple(path): tuple(value.shape) for path, value in params.items()}
+    values = {tuple(path): _unbox(leaf) for path, leaf in params.items()}
+    shapes = {path: tuple(value.shape) for path, value in values.items()}
+    chosen = plan(list(seen.items()), shapes, tiers)
+    shardings = {
+        path: placement
+        for path in chosen
+        if (placement := _linen_placement(owner, path, params[path])) is not None
+    }
     new_params = dict(params)
-    new_params.update(draw(key, plan(list(seen.items()), shapes, tiers), params))
+    for path, new in draw(key, chosen, values, shardings).items():
+        leaf = params[path]
+        # Boxed parameters come back in the same box (names, mesh, rules).
+        boxed = isinstance(leaf, meta.AxisMetadata)
+        new_params[path] = leaf.replace_boxed(new) if boxed else new
     result = dict(variables)
     result["params"] = unflatten(new_params)
     return freeze(result) if isinstance(variables, FrozenDict) else result
@@ -217,7 +367,7 @@ def run(
             raise TypeError(
                 f"{owner}: an nnx model holds its own state; drop variables="
             )
-        _reinit_nnx(model, key, tiers)
+        _reinit_nnx(model, key, tiers, owner)
         return None
     if variables is None:
         raise TypeError(
@@ -225,7 +375,9 @@ def run(
             "inputs (args=...) to find which module owns which parameter; got "
             f"{type(model).__name__} without variables"
         )
-    return _reinit_linen(model, key, tiers, variables, args, kwargs or {}, method)
+    return _reinit_linen(
+        model, key, tiers, variables, args, kwargs or {}, method, owner
+    )
 
 
 # Torch's defaults, as rules on Flax module types.
