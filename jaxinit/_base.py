@@ -47,9 +47,12 @@ class InitializerBase:
         else:
             key = None  # exact initializers ignore their key, whatever it is
         self.check_shape(dims)
+        _checks.sharding_fits(self.name, "out_sharding", dims, out_sharding)
         if math.prod(dims) == 0:
             self.warn_empty()
-            if on_auto_mesh(out_sharding):
+            # jnp.zeros(out_sharding=) on an explicit mesh gives empty arrays
+            # whose shards have the full shape (jax 0.10), which break np.asarray.
+            if isinstance(out_sharding, jax.sharding.NamedSharding):
                 empty: jax.Array = jax.device_put(
                     jnp.zeros(dims, resolved), out_sharding
                 )

@@ -32,7 +32,7 @@ def path_string(path: Iterable[Any]) -> str:
 
 
 def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
-    """The key of the parameter at ``path``: ``fold_in(key, crc32(path string))``.
+    """The key of the parameter at ``path``: ``leaf_key`` of the path string.
 
     It depends on the path alone, so adding or removing other parameters leaves
     this one's value unchanged. It is ``init_tree``'s key for the same path.
