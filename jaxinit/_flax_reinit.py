@@ -135,7 +135,9 @@ def draw(
         for path, init in chosen.items()
     }
     shardings = shardings or {}
-    placed = {path: shardings[path] for path in chosen if path in shardings}
+    placed: dict[Any, jax.sharding.Sharding | None] = {
+        path: shardings[path] for path in chosen if path in shardings
+    }
     if not placed:
         return init_tree(key, spec)
     return init_tree(key, spec, out_shardings=placed)
