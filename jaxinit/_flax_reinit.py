@@ -274,11 +274,16 @@ def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding
     from flax.linen import spmd
 
     value = _unbox(leaf)
-    if not isinstance(leaf, meta.Partitioned):
+    if (
+        not isinstance(leaf, meta.Partitioned)
+        or isinstance(value, jax.core.Tracer)  # the enclosing jit places it
+        or (
+            leaf.mesh is None
+            and isinstance(value, jax.Array)
+            and jax.sharding.get_mesh().empty
+        )
+    ):
         return _placement(owner, path, value)
-    if leaf.mesh is None and isinstance(value, jax.Array):
-        if jax.sharding.get_mesh().empty:
-            return _placement(owner, path, value)
     if isinstance(leaf, nn.LogicallyPartitioned):  # names through the axis rules
         mapped = spmd.logical_to_mesh_axes(leaf.names, leaf.rules)
         spec = jax.sharding.PartitionSpec() if mapped is None else mapped  # type: ignore[no-untyped-call]

@@ -375,3 +375,19 @@ def test_concrete_linen_boxes_outside_a_mesh_stay_where_they_are():
         path: nn.unbox(leaf) for path, leaf in linen_values(new["params"]).items()
     }
     assert_twin(unboxed, linen_twin(KEY))
+
+
+def test_linen_boxes_under_jit_are_left_to_the_jit():
+    """Traced values (the key passed in, as jit needs): the enclosing jit places
+    its outputs; the values are still the twin's."""
+    mesh = mesh42(AxisType.Auto)
+    module = LinenNet(True)
+    with jax.set_mesh(mesh):
+        variables = module.init(jax.random.key(1), X)
+        new = jax.jit(
+            lambda v, key: jflax.torch_init(module, key, variables=v, args=(X,))
+        )(variables, KEY)
+    leaves = linen_values(new["params"])
+    assert type(leaves["up", "kernel"]) is nn.Partitioned
+    unboxed = {path: nn.unbox(leaf) for path, leaf in leaves.items()}
+    assert_twin(unboxed, linen_twin(KEY))
