@@ -183,13 +183,19 @@ def _placement(owner: str, path: Path, value: Any) -> jax.sharding.Sharding | No
 
     A concrete array keeps its ``.sharding``; an abstract one
     (``jax.ShapeDtypeStruct``) its ``.sharding``, an abstract mesh made concrete
-    by the current one. None (``init_tree``'s placement) for an array on the
-    default device, a traced value (the enclosing ``jit`` places its outputs)
-    and an abstract value without a sharding.
+    by the current one, and without a sharding is replicated on the current
+    mesh (as linen's and nnx's own init under ``jax.set_mesh``). None
+    (``init_tree``'s placement) for an array on the default device, a traced
+    value (the enclosing ``jit`` places its outputs) and an abstract value
+    without a sharding outside any mesh.
     """
     if isinstance(value, jax.core.Tracer):
         return None
     sharding = getattr(value, "sharding", None)
+    if sharding is None and isinstance(value, jax.ShapeDtypeStruct):
+        mesh = jax.sharding.get_mesh()
+        if not mesh.empty:
+            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # type: ignore[no-untyped-call]
     if isinstance(sharding, jax.sharding.SingleDeviceSharding):
         return None if sharding.device_set == {_default_device()} else sharding
     if isinstance(sharding, jax.sharding.NamedSharding) and isinstance(
@@ -218,18 +224,14 @@ def _nnx_placement(
     on its ``mesh`` metadata or the current mesh, as ``nnx.as_abstract`` reads
     them.
     """
-    placement = _placement(owner, path, value)
-    if placement is not None or isinstance(value, jax.Array):
-        return placement
-    if getattr(value, "sharding", None) is not None:
-        return None  # a single-device ShapeDtypeStruct on the default device
-    from flax.nnx import spmd
+    unsharded = isinstance(value, jax.ShapeDtypeStruct) and value.sharding is None
+    if unsharded and variable.get_metadata("out_sharding", None):
+        from flax.nnx import spmd
 
-    if not variable.has_metadata("out_sharding"):
-        return None
-    spec = spmd.get_var_pspec(variable)
-    mesh = variable.get_metadata("mesh") if variable.has_metadata("mesh") else None
-    return None if spec is None else _named(owner, path, mesh, spec)
+        spec = spmd.get_var_pspec(variable)  # names through any sharding rules
+        if spec is not None:
+            return _named(owner, path, variable.get_metadata("mesh", None), spec)
+    return _placement(owner, path, value)
 
 
 def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) -> None:

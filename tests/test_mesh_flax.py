@@ -319,9 +319,15 @@ def test_torch_init_keeps_linen_partitioned_boxes(abstract):
         variables = init(module.init, jax.random.key(1), X)
         new = jflax.torch_init(module, KEY, variables=variables, args=(X,))
     leaves = linen_values(new["params"])
+    replicated = NamedSharding(mesh, P())
+    for path, leaf in leaves.items():
+        if path not in LINEN_SPECS or not LINEN_SPECS[path]:
+            # Unboxed: as linen's init under the mesh leaves it (an abstract one
+            # too), replicated on the mesh.
+            assert isinstance(leaf, jax.Array)
+            assert_placed(leaf, replicated)
     for path, spec in LINEN_SPECS.items():
         if not spec:
-            assert isinstance(leaves[path], jax.Array)
             continue
         box = leaves[path]
         assert type(box) is nn.Partitioned and box.names == tuple(spec)
