@@ -215,6 +215,35 @@ def _named(
     return jax.sharding.NamedSharding(mesh, spec)
 
 
+def _traced_spec(
+    value: Any, names: jax.sharding.PartitionSpec | None
+) -> jax.sharding.PartitionSpec | None:
+    """The partition a traced parameter keeps: its names, or its type's spec.
+
+    Under ``jit`` a traced value has no placement to keep, only its partition
+    names (or, on Explicit mesh axes, the spec in its type); None outside a mesh.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return None
+    if names is not None:
+        return names
+    typed = getattr(jax.typeof(value), "sharding", None)
+    spec = getattr(typed, "spec", None)
+    return spec if spec is not None and any(spec) else None
+
+
+def _constrain(value: jax.Array, spec: jax.sharding.PartitionSpec) -> jax.Array:
+    """``value`` laid out by ``spec`` on the context mesh, inside a trace."""
+    mesh = jax.sharding.get_abstract_mesh()
+    explicit = jax.sharding.AxisType.Explicit
+    constrained: jax.Array
+    if all(axis_type == explicit for axis_type in mesh.axis_types):
+        constrained = jax.sharding.reshard(value, spec)  # type: ignore[no-untyped-call]
+    else:
+        constrained = jax.lax.with_sharding_constraint(value, spec)  # type: ignore[no-untyped-call]
+    return constrained
+
+
 def _nnx_placement(
     owner: str, path: Path, variable: Any, value: Any
 ) -> jax.sharding.Sharding | None:
@@ -225,13 +254,20 @@ def _nnx_placement(
     them.
     """
     unsharded = isinstance(value, jax.ShapeDtypeStruct) and value.sharding is None
-    if unsharded and variable.get_metadata("out_sharding", None):
-        from flax.nnx import spmd
-
-        spec = spmd.get_var_pspec(variable)  # names through any sharding rules
-        if spec is not None:
-            return _named(owner, path, variable.get_metadata("mesh", None), spec)
+    spec = _nnx_names(variable) if unsharded else None
+    if spec is not None:
+        return _named(owner, path, variable.get_metadata("mesh", None), spec)
     return _placement(owner, path, value)
+
+
+def _nnx_names(variable: Any) -> jax.sharding.PartitionSpec | None:
+    """The partition an nnx parameter's ``out_sharding`` metadata names."""
+    if not variable.get_metadata("out_sharding", None):
+        return None
+    from flax.nnx import spmd
+
+    spec: jax.sharding.PartitionSpec | None = spmd.get_var_pspec(variable)
+    return spec
 
 
 def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) -> None:
@@ -251,7 +287,16 @@ def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) 
         if (placement := _nnx_placement(owner, path, variables[path], values[path]))
         is not None
     }
+    traced = {
+        path: spec
+        for path in chosen
+        if isinstance(values[path], jax.core.Tracer)
+        and (spec := _traced_spec(values[path], _nnx_names(variables[path])))
+        is not None
+    }
     for path, new in draw(key, chosen, values, shardings).items():
+        if path in traced:  # under jit: keep the partition, not a replica
+            new = _constrain(new, traced[path])
         variables[path].set_value(new)
 
 
@@ -271,9 +316,7 @@ def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding
     box's mesh or the current one (outside any mesh, a concrete value stays
     where it is); a plain value stays where it is.
     """
-    from flax import linen as nn
     from flax.core import meta
-    from flax.linen import spmd
 
     value = _unbox(leaf)
     if (
@@ -286,12 +329,25 @@ def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding
         )
     ):
         return _placement(owner, path, value)
-    if isinstance(leaf, nn.LogicallyPartitioned):  # names through the axis rules
+    return _named(owner, path, leaf.mesh, _box_names(leaf))
+
+
+def _box_names(leaf: Any) -> jax.sharding.PartitionSpec:
+    """The partition a linen box names, logical names through the axis rules."""
+    from flax import linen as nn
+    from flax.linen import spmd
+
+    if isinstance(leaf, nn.LogicallyPartitioned):
         mapped = spmd.logical_to_mesh_axes(leaf.names, leaf.rules)
-        spec = jax.sharding.PartitionSpec() if mapped is None else mapped  # type: ignore[no-untyped-call]
-    else:
-        spec = leaf.get_partition_spec()
-    return _named(owner, path, leaf.mesh, spec)
+        return jax.sharding.PartitionSpec() if mapped is None else mapped  # type: ignore[no-untyped-call]
+    spec: jax.sharding.PartitionSpec = leaf.get_partition_spec()
+    return spec
+
+
+def _names_of(leaf: Any) -> jax.sharding.PartitionSpec | None:
+    from flax.core import meta
+
+    return _box_names(leaf) if isinstance(leaf, meta.Partitioned) else None
 
 
 def _reinit_linen(
@@ -339,8 +395,16 @@ def _reinit_linen(
         for path in chosen
         if (placement := _linen_placement(owner, path, params[path])) is not None
     }
+    traced = {
+        path: spec
+        for path in chosen
+        if isinstance(values[path], jax.core.Tracer)
+        and (spec := _traced_spec(values[path], _names_of(params[path]))) is not None
+    }
     new_params = dict(params)
     for path, new in draw(key, chosen, values, shardings).items():
+        if path in traced:  # under jit: keep the partition, not a replica
+            new = _constrain(new, traced[path])
         leaf = params[path]
         # Boxed parameters come back in the same box (names, mesh, rules).
         boxed = isinstance(leaf, meta.AxisMetadata)

@@ -383,9 +383,10 @@ def test_concrete_linen_boxes_outside_a_mesh_stay_where_they_are():
     assert_twin(unboxed, linen_twin(KEY))
 
 
-def test_linen_boxes_under_jit_are_left_to_the_jit():
-    """Traced values (the key passed in, as jit needs): the enclosing jit places
-    its outputs; the values are still the twin's."""
+def test_linen_boxes_under_jit_keep_their_partition():
+    """Traced values (the key passed in, as jit needs) have no placement, only
+    their names: the new values are constrained to them, not left replicated;
+    they are still the twin's."""
     mesh = mesh42(AxisType.Auto)
     module = LinenNet(True)
     with jax.set_mesh(mesh):
@@ -395,5 +396,23 @@ def test_linen_boxes_under_jit_are_left_to_the_jit():
         )(variables, KEY)
     leaves = linen_values(new["params"])
     assert type(leaves["up", "kernel"]) is nn.Partitioned
+    for path, spec in LINEN_SPECS.items():
+        if spec:
+            assert_placed(leaves[path].value, NamedSharding(mesh, spec))
     unboxed = {path: nn.unbox(leaf) for path, leaf in leaves.items()}
     assert_twin(unboxed, linen_twin(KEY))
+
+
+@pytest.mark.parametrize("axis_type", AXIS_TYPES)
+def test_torch_init_under_nnx_jit_keeps_the_partition(axis_type):
+    """Under nnx.jit the parameters are traced: each new value is constrained to
+    its partition names (with_sharding_constraint; reshard on Explicit axes), so
+    the jit's outputs are sharded, not replicated."""
+    mesh = mesh42(axis_type)
+    with jax.set_mesh(mesh):
+        model = Net(True, nnx.Rngs(0))
+        nnx.jit(lambda model, key: jflax.torch_init(model, key))(model, KEY)
+    after = nnx_values(model)
+    for path, spec in NNX_SPECS.items():
+        assert_placed(after[path], NamedSharding(mesh, spec))
+    assert_twin(after, nnx_twin(KEY))
