@@ -416,3 +416,14 @@ def test_torch_init_under_nnx_jit_keeps_the_partition(axis_type):
     for path, spec in NNX_SPECS.items():
         assert_placed(after[path], NamedSharding(mesh, spec))
     assert_twin(after, nnx_twin(KEY))
+
+
+def test_nnx_partitioning_with_its_own_mesh_needs_no_context():
+    mesh = mesh42(AxisType.Auto)
+    kernel_init = nnx.with_partitioning(nnx.initializers.zeros_init(), ("x", "y"), mesh)
+    model = nnx.eval_shape(
+        lambda: nnx.Linear(32, 16, kernel_init=kernel_init, rngs=nnx.Rngs(0))
+    )
+    jflax.torch_init(model, KEY)
+    assert_placed(model.kernel.get_value(), NamedSharding(mesh, P("x", "y")))
+    assert model.bias.get_value().devices() == {jax.devices()[0]}
