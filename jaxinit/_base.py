@@ -47,12 +47,15 @@ class InitializerBase:
         else:
             key = None  # exact initializers ignore their key, whatever it is
         self.check_shape(dims)
-        explicit = out_sharding is not None and not on_auto_mesh(out_sharding)
-        if explicit:
+        _checks.sharding_fits(self.name, "out_sharding", dims, out_sharding)
+        if out_sharding is not None and not on_auto_mesh(out_sharding):
             _needs_explicit_sharding(self.name, out_sharding)
         if math.prod(dims) == 0:
             self.warn_empty()
-            if not explicit:
+            # jnp.zeros(out_sharding=) on an explicit mesh gives empty arrays
+            # whose shards have the full shape (jax 0.10), which break np.asarray;
+            # old jax takes no out_sharding= there at all.
+            if out_sharding is None or isinstance(out_sharding, jax.sharding.Sharding):
                 empty: jax.Array = jax.device_put(
                     jnp.zeros(dims, resolved), out_sharding
                 )

@@ -65,6 +65,16 @@ def paired_rows(key_words: jax.Array, first_pairs: jax.Array, pairs: int) -> jax
     """
     rows = first_pairs.shape[0]
     counters = first_pairs[:, None] + lax.broadcasted_iota(jnp.uint32, (rows, pairs), 1)
+    return paired_counters(key_words, counters)
+
+
+def paired_counters(key_words: jax.Array, counters: jax.Array) -> jax.Array:
+    """Both words of the hash of each pair counter, row r under ``key_words[r]``.
+
+    ``counters`` is ``(rows, pairs)``; the result ``(rows, 2 * pairs)`` holds
+    values ``2 * c`` and ``2 * c + 1`` of the stream for each counter ``c``.
+    """
+    rows, pairs = counters.shape
     words = threefry2x32(
         key_words[:, 0:1], key_words[:, 1:2], jnp.zeros_like(counters), counters
     )

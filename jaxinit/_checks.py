@@ -226,3 +226,56 @@ def dtype(
             "jax.config.update('jax_enable_x64', True) or ask for a 32-bit dtype"
         )
     return np.dtype(resolved)
+
+
+def sharding_fits(
+    owner: str,
+    name: str,
+    shape: tuple[int, ...],
+    sharding: object,
+) -> None:
+    """Raises ValueError when ``sharding`` cannot hold an array of ``shape``.
+
+    A partition spec longer than the rank, or an axis whose size the mesh axes
+    it is split over do not divide, would otherwise be padded or replicated
+    silently. ``sharding`` is a ``NamedSharding``, a ``PartitionSpec`` (on the
+    current mesh) or any other ``jax.sharding.Sharding``.
+    """
+    if sharding is None:
+        return
+    if isinstance(sharding, jax.sharding.PartitionSpec):
+        spec, axis_sizes = sharding, dict(jax.sharding.get_abstract_mesh().shape)
+    elif isinstance(sharding, jax.sharding.NamedSharding):
+        spec, axis_sizes = sharding.spec, dict(sharding.mesh.shape)
+    elif isinstance(sharding, jax.sharding.Sharding):
+        try:
+            sharding.shard_shape(shape)
+        except (ValueError, IndexError, TypeError) as error:
+            raise ValueError(
+                f"{owner}: {name} {sharding} cannot hold an array of shape "
+                f"{shape}: {error}"
+            ) from None
+        return
+    else:
+        raise TypeError(
+            f"{owner}: {name} must be a jax.sharding.Sharding or a "
+            f"PartitionSpec, got {sharding!r} of type {type(sharding).__name__}"
+        )
+    if len(spec) > len(shape):
+        raise ValueError(
+            f"{owner}: {name} {spec} has {len(spec)} entries but the shape "
+            f"{shape} has rank {len(shape)}; give at most one entry per axis"
+        )
+    for axis, entry in enumerate(spec):
+        names = entry if isinstance(entry, tuple) else (entry,)
+        names = tuple(n for n in names if isinstance(n, str))
+        if any(n not in axis_sizes for n in names):
+            continue  # jax names the unknown mesh axis itself
+        parts = math.prod(axis_sizes[n] for n in names)
+        if shape[axis] % parts:
+            raise ValueError(
+                f"{owner}: {name} {spec} splits axis {axis} of shape {shape} "
+                f"into {parts} parts, which do not divide its size "
+                f"{shape[axis]}; use a spec whose mesh axes divide every "
+                "sharded axis, or None for that axis"
+            )

@@ -32,7 +32,7 @@ def path_string(path: Iterable[Any]) -> str:
 
 
 def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
-    """The key of the parameter at ``path``: ``fold_in(key, crc32(path string))``.
+    """The key of the parameter at ``path``: ``leaf_key`` of the path string.
 
     It depends on the path alone, so adding or removing other parameters leaves
     this one's value unchanged. It is ``init_tree``'s key for the same path.
@@ -173,21 +173,159 @@ def plan(
 
 
 def draw(
-    key: jax.Array, chosen: Mapping[Path, Initializer], shapes: Mapping[Path, Any]
+    key: jax.Array,
+    chosen: Mapping[Path, Initializer],
+    shapes: Mapping[Path, Any],
+    shardings: Mapping[Path, jax.sharding.Sharding] | None = None,
 ) -> dict[Path, jax.Array]:
     """Draws every planned parameter from its initializer and its path's key.
 
     Through ``init_tree``: its compiled programs do not depend on the model, so
-    a first call costs a few small compiles rather than one per parameter.
+    a first call costs a few small compiles rather than one per parameter. A
+    path in ``shardings`` is drawn straight into that sharding, each device
+    making only its own shards; the others are placed as ``init_tree`` places.
     """
     spec = {
         path: (init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
         for path, init in chosen.items()
     }
-    return init_tree(key, spec)
+    shardings = shardings or {}
+    placed: dict[Any, jax.sharding.Sharding | None] = {
+        path: shardings[path] for path in chosen if path in shardings
+    }
+    if not placed:
+        return init_tree(key, spec)
+    return init_tree(key, spec, out_shardings=placed)
 
 
-def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:
+def _default_device() -> Any:
+    device = getattr(jax.config, "jax_default_device", None)
+    if isinstance(device, jax.Device):
+        return device
+    return jax.devices(device)[0] if isinstance(device, str) else jax.devices()[0]
+
+
+def _current_mesh(owner: str, path: Path, wanted: Any) -> jax.sharding.Mesh:
+    """The concrete mesh of the context, for a sharding laid out on ``wanted``.
+
+    ``wanted`` is an abstract mesh (from ``eval_shape`` under ``jax.set_mesh``)
+    that the context's mesh must match, or None (a linen box without a mesh).
+    """
+    mesh = jax.sharding.get_mesh()
+    if mesh.empty:
+        raise ValueError(
+            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
+            f"with axes {_axes(wanted)} that is not concrete here; call {owner} "
+            "under jax.set_mesh(mesh) with a concrete mesh"
+        )
+    if wanted is not None and mesh.abstract_mesh != wanted:
+        raise ValueError(
+            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
+            f"with axes {_axes(wanted)}, but the current mesh has axes "
+            f"{_axes(mesh)}"
+        )
+    return mesh
+
+
+def _axes(mesh: Any) -> str:
+    if mesh is None:
+        return "named by its partitioning"
+    return str(dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True)))
+
+
+def _placement(owner: str, path: Path, value: Any) -> jax.sharding.Sharding | None:
+    """Where the new value of the parameter at ``path`` goes: where it is.
+
+    A concrete array keeps its ``.sharding``; an abstract one
+    (``jax.ShapeDtypeStruct``) its ``.sharding``, an abstract mesh made concrete
+    by the current one, and without a sharding is replicated on the current
+    mesh (as linen's and nnx's own init under ``jax.set_mesh``). None
+    (``init_tree``'s placement) for an array on the default device, a traced
+    value (the enclosing ``jit`` places its outputs) and an abstract value
+    without a sharding outside any mesh.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    sharding = getattr(value, "sharding", None)
+    if sharding is None and isinstance(value, jax.ShapeDtypeStruct):
+        mesh = jax.sharding.get_mesh()
+        if not mesh.empty:
+            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # type: ignore[no-untyped-call]
+    if isinstance(sharding, jax.sharding.SingleDeviceSharding):
+        return None if sharding.device_set == {_default_device()} else sharding
+    if isinstance(sharding, jax.sharding.NamedSharding) and isinstance(
+        sharding.mesh, jax.sharding.AbstractMesh
+    ):
+        mesh = _current_mesh(owner, path, sharding.mesh)
+        return jax.sharding.NamedSharding(mesh, sharding.spec)
+    return sharding if isinstance(sharding, jax.sharding.Sharding) else None
+
+
+def _named(
+    owner: str, path: Path, mesh: Any, spec: jax.sharding.PartitionSpec
+) -> jax.sharding.NamedSharding:
+    """``spec`` on ``mesh`` (a partitioning's own), or on the current mesh."""
+    if not isinstance(mesh, jax.sharding.Mesh):
+        mesh = _current_mesh(owner, path, mesh)
+    return jax.sharding.NamedSharding(mesh, spec)
+
+
+def _traced_spec(
+    value: Any, names: jax.sharding.PartitionSpec | None
+) -> jax.sharding.PartitionSpec | None:
+    """The partition a traced parameter keeps: its names, or its type's spec.
+
+    Under ``jit`` a traced value has no placement to keep, only its partition
+    names (or, on Explicit mesh axes, the spec in its type); None outside a mesh.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return None
+    if names is not None:
+        return names
+    typed = getattr(jax.typeof(value), "sharding", None)
+    spec = getattr(typed, "spec", None)
+    return spec if spec is not None and any(spec) else None
+
+
+def _constrain(value: jax.Array, spec: jax.sharding.PartitionSpec) -> jax.Array:
+    """``value`` laid out by ``spec`` on the context mesh, inside a trace."""
+    mesh = jax.sharding.get_abstract_mesh()
+    explicit = jax.sharding.AxisType.Explicit
+    constrained: jax.Array
+    if all(axis_type == explicit for axis_type in mesh.axis_types):
+        constrained = jax.sharding.reshard(value, spec)  # type: ignore[no-untyped-call]
+    else:
+        constrained = jax.lax.with_sharding_constraint(value, spec)  # type: ignore[no-untyped-call]
+    return constrained
+
+
+def _nnx_placement(
+    owner: str, path: Path, variable: Any, value: Any
+) -> jax.sharding.Sharding | None:
+    """Where an nnx parameter's new value goes: where its value is.
+
+    An abstract value without a sharding goes by its ``out_sharding`` metadata
+    on its ``mesh`` metadata or the current mesh, as ``nnx.as_abstract`` reads
+    them.
+    """
+    unsharded = isinstance(value, jax.ShapeDtypeStruct) and value.sharding is None
+    spec = _nnx_names(variable) if unsharded else None
+    if spec is not None:
+        return _named(owner, path, variable.get_metadata("mesh", None), spec)
+    return _placement(owner, path, value)
+
+
+def _nnx_names(variable: Any) -> jax.sharding.PartitionSpec | None:
+    """The partition an nnx parameter's ``out_sharding`` metadata names."""
+    if not variable.get_metadata("out_sharding", None):
+        return None
+    from flax.nnx import spmd
+
+    spec: jax.sharding.PartitionSpec | None = spmd.get_var_pspec(variable)
+    return spec
+
+
+def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) -> None:
     from flax import nnx
 
     modules = [(tuple(path), module) for path, module in nnx.iter_modules(model)]
@@ -198,8 +336,73 @@ def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules]) -> None:
     values = {path: variable.get_value() for path, variable in variables.items()}
     shapes = {path: tuple(value.shape) for path, value in values.items()}
     chosen = plan(modules, shapes, tiers)
-    for path, new in draw(key, chosen, values).items():
+    shardings = {
+        path: placement
+        for path in chosen
+        if (placement := _nnx_placement(owner, path, variables[path], values[path]))
+        is not None
+    }
+    traced = {
+        path: spec
+        for path in chosen
+        if isinstance(values[path], jax.core.Tracer)
+        and (spec := _traced_spec(values[path], _nnx_names(variables[path])))
+        is not None
+    }
+    for path, new in draw(key, chosen, values, shardings).items():
+        if path in traced:  # under jit: keep the partition, not a replica
+            new = _constrain(new, traced[path])
         variables[path].set_value(new)
+
+
+def _unbox(leaf: Any) -> Any:
+    """A linen parameter's value, out of its ``nn.Partitioned`` (or other) box."""
+    from flax.core import meta
+
+    if isinstance(leaf, meta.Partitioned):
+        return leaf.value  # unbox() would add a sharding constraint
+    return leaf.unbox() if isinstance(leaf, meta.AxisMetadata) else leaf
+
+
+def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding | None:
+    """Where a linen parameter's new value goes.
+
+    A value boxed by ``nn.with_partitioning`` goes where its names say, on its
+    box's mesh or the current one (outside any mesh, a concrete value stays
+    where it is); a plain value stays where it is.
+    """
+    from flax.core import meta
+
+    value = _unbox(leaf)
+    if (
+        not isinstance(leaf, meta.Partitioned)
+        or isinstance(value, jax.core.Tracer)  # the enclosing jit places it
+        or (
+            leaf.mesh is None
+            and isinstance(value, jax.Array)
+            and jax.sharding.get_mesh().empty
+        )
+    ):
+        return _placement(owner, path, value)
+    return _named(owner, path, leaf.mesh, _box_names(leaf))
+
+
+def _box_names(leaf: Any) -> jax.sharding.PartitionSpec:
+    """The partition a linen box names, logical names through the axis rules."""
+    from flax import linen as nn
+    from flax.linen import spmd
+
+    if isinstance(leaf, nn.LogicallyPartitioned):
+        mapped = spmd.logical_to_mesh_axes(leaf.names, leaf.rules)
+        return jax.sharding.PartitionSpec() if mapped is None else mapped  # type: ignore[no-untyped-call]
+    spec: jax.sharding.PartitionSpec = leaf.get_partition_spec()
+    return spec
+
+
+def _names_of(leaf: Any) -> jax.sharding.PartitionSpec | None:
+    from flax.core import meta
+
+    return _box_names(leaf) if isinstance(leaf, meta.Partitioned) else None
 
 
 def _reinit_linen(
@@ -210,12 +413,13 @@ def _reinit_linen(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     method: Any,
+    owner: str,
 ) -> Any:
     from flax import linen as nn, traverse_util
-    from flax.core import FrozenDict, freeze
+    from flax.core import FrozenDict, freeze, meta
 
     if "params" not in variables:
-        raise ValueError("reinit: variables has no 'params' collection")
+        raise ValueError(f"{owner}: variables has no 'params' collection")
     seen: dict[Path, Any] = {}
 
     def record(next_fun: Any, call_args: Any, call_kwargs: Any, context: Any) -> Any:
@@ -238,9 +442,28 @@ def _reinit_linen(
     flatten: Any = traverse_util.flatten_dict  # untyped in flax
     unflatten: Any = traverse_util.unflatten_dict
     params = flatten(dict(variables["params"]))
-    shapes = {tuple(path): tuple(value.shape) for path, value in params.items()}
+    values = {tuple(path): _unbox(leaf) for path, leaf in params.items()}
+    shapes = {path: tuple(value.shape) for path, value in values.items()}
+    chosen = plan(list(seen.items()), shapes, tiers)
+    shardings = {
+        path: placement
+        for path in chosen
+        if (placement := _linen_placement(owner, path, params[path])) is not None
+    }
+    traced = {
+        path: spec
+        for path in chosen
+        if isinstance(values[path], jax.core.Tracer)
+        and (spec := _traced_spec(values[path], _names_of(params[path]))) is not None
+    }
     new_params = dict(params)
-    new_params.update(draw(key, plan(list(seen.items()), shapes, tiers), params))
+    for path, new in draw(key, chosen, values, shardings).items():
+        if path in traced:  # under jit: keep the partition, not a replica
+            new = _constrain(new, traced[path])
+        leaf = params[path]
+        # Boxed parameters come back in the same box (names, mesh, rules).
+        boxed = isinstance(leaf, meta.AxisMetadata)
+        new_params[path] = leaf.replace_boxed(new) if boxed else new
     result = dict(variables)
     result["params"] = unflatten(new_params)
     return freeze(result) if isinstance(variables, FrozenDict) else result
@@ -273,7 +496,7 @@ def run(
             raise TypeError(
                 f"{owner}: an nnx model holds its own state; drop variables="
             )
-        _reinit_nnx(model, key, tiers)
+        _reinit_nnx(model, key, tiers, owner)
         return None
     if variables is None:
         raise TypeError(
@@ -281,7 +504,9 @@ def run(
             "inputs (args=...) to find which module owns which parameter; got "
             f"{type(model).__name__} without variables"
         )
-    return _reinit_linen(model, key, tiers, variables, args, kwargs or {}, method)
+    return _reinit_linen(
+        model, key, tiers, variables, args, kwargs or {}, method, owner
+    )
 
 
 # Torch's defaults, as rules on Flax module types.

@@ -166,11 +166,13 @@ def orthogonal(
     Sharded: with ``out_sharding=`` on a mesh of ``P > 1`` devices, when the
     matrix's long side splits into ``P`` blocks at least as long as its short side
     (and there are no batch axes), a tall-skinny QR over row blocks replaces the
-    full QR: each device draws and factors its block and all-gathers only the
-    ``P`` small ``R`` factors, so per-device memory is O(shard + P * short**2).
-    The Q is the unsharded one up to rounding (the QR with a positive diag(R) is
-    unique), so the law is the same and orthonormality holds; the bits depend on
-    ``P`` only, not on the mesh's shape or the spec. Other shapes run the full QR
+    full QR: each device draws and factors its block, and the ``P`` small ``R``
+    factors are merged pairwise in ``ceil(log2 P)`` levels of collective
+    permutes, so per-device memory is O(shard + short**2), never the whole
+    matrix. The Q is the unsharded one up to rounding (the QR with a positive
+    diag(R) is unique), so the law is the same and orthonormality holds; the
+    bits depend on ``P`` only (which rows form a block and the shape of the
+    tree), not on the mesh's shape or the spec. Other shapes run the full QR
     on every device and give the unsharded bits. Under an outer
     ``jax.jit(..., out_shardings=...)`` without ``out_sharding=``, the initializer
     cannot see the sharding and also runs the full QR on every device.

@@ -23,8 +23,10 @@ is a stretch of its leaf's own stream, and batching changes no value and no law.
 
 import dataclasses
 import functools
+import hashlib
+import itertools
 import math
-import zlib
+import struct
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TypeAlias, TypeVar
@@ -33,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 from jax.typing import DTypeLike
 
 from . import _bits, _checks, _sampling
@@ -62,13 +65,23 @@ def path_name(path: Path) -> str:
     return str(path)
 
 
-def path_hash(path: Path) -> int:
-    """A stable 32-bit hash of a path (CRC-32 of its UTF-8 name)."""
-    return zlib.crc32(path_name(path).encode())
+def path_words(path: Path) -> tuple[int, int]:
+    """A stable 64-bit hash of a path as two uint32 words.
+
+    BLAKE2b of the path's UTF-8 name, 8 bytes, read as two big-endian words. 64
+    bits, not CRC-32's 32: CRC-32 collides on short names ("plumless" and
+    "buckeroo"), and its collisions survive any common suffix.
+    """
+    digest = hashlib.blake2b(path_name(path).encode(), digest_size=8).digest()
+    high, low = struct.unpack(">II", digest)
+    return high, low
 
 
 def leaf_key(key: jax.Array, path: Path) -> jax.Array:
-    """The key ``init_tree`` gives the leaf at ``path``: ``fold_in(key, hash)``.
+    """The key ``init_tree`` gives the leaf at ``path``.
+
+    ``fold_in(fold_in(key, w0), w1)``, where ``(w0, w1)`` is a 64-bit BLAKE2b
+    hash of the path name (:func:`path_words`).
 
     Args:
         key: the key passed to ``init_tree``.
@@ -88,7 +101,8 @@ def leaf_key(key: jax.Array, path: Path) -> jax.Array:
         True
     """
     key = _checks.key("init_tree", key)
-    return jax.random.fold_in(key, np.uint32(path_hash(path)))
+    high, low = path_words(path)
+    return jax.random.fold_in(jax.random.fold_in(key, np.uint32(high)), np.uint32(low))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,17 +180,21 @@ def _normal_plan(owner: str, dtype: np.dtype, mean: float, std: float) -> _Plan 
     return _Plan("normal", (mean, folded, 0.0, 0.0, 0.0, 0.0))
 
 
-def _leaf_key_words(key: jax.Array, hashes: np.ndarray) -> np.ndarray:
-    """``key_data(fold_in(key, h))`` for every hash, computed on the host.
+def _leaf_key_words(key: jax.Array, paths: Sequence[Path]) -> np.ndarray:
+    """``key_data(leaf_key(key, path))`` for every path, computed on the host.
 
-    JAX's threefry ``fold_in(key, h)`` is the hash of the counter ``(0, h)``
-    under ``key``; doing it in numpy keeps it out of the compiled programs.
+    JAX's threefry ``fold_in(key, w)`` is the hash of the counter ``(0, w)``
+    under ``key``; doing both folds in numpy keeps them out of the compiled
+    programs.
     """
     words = np.asarray(jax.random.key_data(key), np.uint32)
-    k0 = np.full(hashes.shape, words[0], np.uint32)
-    k1 = np.full(hashes.shape, words[1], np.uint32)
-    high, low = _bits.threefry2x32(k0, k1, np.zeros_like(hashes), hashes)
-    return np.stack([high, low], axis=-1)
+    hashed = np.array([path_words(path) for path in paths], np.uint32).reshape(-1, 2)
+    zeros = np.zeros(len(hashed), np.uint32)
+    k0 = np.full(len(hashed), words[0], np.uint32)
+    k1 = np.full(len(hashed), words[1], np.uint32)
+    k0, k1 = _bits.threefry2x32(k0, k1, zeros, hashed[:, 0])
+    k0, k1 = _bits.threefry2x32(k0, k1, zeros, hashed[:, 1])
+    return np.stack([k0, k1], axis=-1)
 
 
 _LAWS = ("uniform", "normal", "clipped_normal")
@@ -215,6 +233,21 @@ _LAW_FNS = {
 }
 
 
+def _apply_law(
+    dtype: np.dtype,
+    laws: tuple[str, ...],
+    law: jax.Array,
+    bits: jax.Array,
+    params: jax.Array,
+) -> jax.Array:
+    """Row r of ``bits`` through the law ``laws[law]`` with parameters ``params[r]``."""
+    unit = _bits.unit_floats(bits)
+    p = [params[:, i : i + 1] for i in range(_PARAMS)]
+    branches = [functools.partial(_LAW_FNS[name], dtype=dtype) for name in laws]
+    block: jax.Array = lax.switch(law, branches, unit, p)
+    return block
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _draw_block(
     dtype: np.dtype,
@@ -232,11 +265,39 @@ def _draw_block(
     switch because one program with two branches compiles faster than two.
     """
     bits = _bits.paired_rows(key_words, first_pairs, _ROW // 2)
-    unit = _bits.unit_floats(bits)
-    p = [params[:, i : i + 1] for i in range(_PARAMS)]
-    branches = [functools.partial(_LAW_FNS[name], dtype=dtype) for name in laws]
-    block: jax.Array = lax.switch(law, branches, unit, p)
-    return block
+    return _apply_law(dtype, laws, law, bits, params)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _draw_strided(
+    dtype: np.dtype,
+    laws: tuple[str, ...],
+    law: jax.Array,
+    key_words: jax.Array,
+    first_pairs: jax.Array,
+    run_pairs: jax.Array,
+    strides: jax.Array,
+    params: jax.Array,
+) -> jax.Array:
+    """Rows as in ``_draw_block``, each holding runs of a shard.
+
+    Pair ``j`` of row r is the pair ``first + (j // run) * stride + j % run``
+    of its leaf's stream (``first``, ``run``, ``stride`` that row's values), so
+    one row holds several short runs of a column shard. Called on rows sharded
+    over a 1-D mesh of the devices, it draws each device's rows on that device
+    with one compiled program for all devices and shapes.
+    """
+    rows = first_pairs.shape[0]
+    j = lax.broadcasted_iota(jnp.uint32, (rows, _ROW // 2), 1)
+    run = run_pairs[:, None]
+    # j // run in float32, exact here (j < 2**11: the quotient is at least
+    # 0.5 / run away from an integer, its rounding error below 2**-12 / run);
+    # XLA's vector integer division took 3x the whole draw on CPU.
+    ratio = (j.astype(jnp.float32) + 0.5) / run.astype(jnp.float32)
+    runs = ratio.astype(jnp.uint32)
+    counters = first_pairs[:, None] + runs * strides[:, None] + (j - runs * run)
+    bits = _bits.paired_counters(key_words, counters)
+    return _apply_law(dtype, laws, law, bits, params)
 
 
 @dataclasses.dataclass
@@ -263,7 +324,30 @@ def _can_batch(key: jax.Array) -> bool:
     return _bits.is_threefry(key)
 
 
-def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax.Array]:
+# None: assemble on the host on the CPU backend, on the device elsewhere. Tests
+# set it to force one path.
+_DEVICE_ASSEMBLY: bool | None = None
+
+
+def _assemble_on_device() -> bool:
+    """Whether drawn rows are assembled into leaves on the device.
+
+    On the CPU backend host memory is device memory, and numpy's copies into
+    one buffer per leaf measured fastest. Elsewhere a round trip through the
+    host would cross PCIe twice and need the whole model in host RAM.
+    """
+    if _DEVICE_ASSEMBLY is not None:
+        return _DEVICE_ASSEMBLY
+    return jax.default_backend() != "cpu"
+
+
+def init_tree(
+    key: jax.Array,
+    spec: Mapping[PathT, LeafSpec],
+    *,
+    out_shardings: Mapping[Path, jax.sharding.Sharding | PartitionSpec | None]
+    | None = None,
+) -> dict[PathT, jax.Array]:
     """Initializes every leaf of a model at once: ``{path: array}``.
 
     A framework-free whole-model entry point. Each leaf is drawn with its own
@@ -274,15 +358,32 @@ def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax
     programs that do not depend on the shapes, so the first call compiles a
     handful of small programs instead of one per parameter.
 
+    With ``out_shardings``, each device draws only its own shards of a sharded
+    leaf (with the same compiled programs, one for all devices), and no device
+    ever holds a whole sharded leaf. Elementwise laws give the unsharded values
+    bit for bit; other leaves are the initializer's own call with
+    ``out_sharding=`` (``jax.jit(..., out_shardings=)`` for initializers that
+    are not jaxinit's).
+
     Args:
         key: a JAX PRNG key.
         spec: ``{path: (initializer, shape, dtype)}``; a path is a string or a
             tuple of parts (hashed by name); ``dtype`` None means float32 (or
             the initializer's default dtype).
+        out_shardings: ``{path: sharding}``, a ``jax.sharding.Sharding`` (or a
+            ``PartitionSpec`` under ``jax.set_mesh``) for some paths of
+            ``spec`` (matched by name); the others, and paths mapped to None,
+            go to the default device.
 
     Returns:
-        A dict with the same paths, each mapped to an array on the default
-        device.
+        A dict with the same paths, each mapped to an array placed on its
+        sharding, or on the default device.
+
+    Raises:
+        ValueError: a path of ``out_shardings`` is not in ``spec``, or its
+            sharding cannot hold the leaf (an axis that the mesh axes do not
+            divide, a partition spec longer than the rank).
+        TypeError: ``out_shardings`` is not a mapping of shardings.
 
     Examples:
         >>> import jax, jax.numpy as jnp, jaxinit
@@ -298,16 +399,31 @@ def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax
         >>> own = jaxinit.kaiming_uniform()(leaf_key(key, "dense/kernel"), (64, 32))
         >>> bool((params["dense/kernel"] == own).all())
         True
+        >>> mesh = jax.make_mesh((1,), ("model",))
+        >>> columns = jax.sharding.NamedSharding(mesh, jax.P(None, "model"))
+        >>> sharded = init_tree(key, spec, out_shardings={"dense/kernel": columns})
+        >>> sharded["dense/kernel"].sharding.spec
+        PartitionSpec(None, 'model')
+        >>> bool((sharded["dense/kernel"] == own).all())
+        True
     """
     key = _checks.key("init_tree", key)
+    shardings = _resolve_shardings(spec, out_shardings)
     batched = _can_batch(key)
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[_Leaf]] = defaultdict(list)
     constants: dict[Path, np.ndarray] = {}
     for path, (init, shape, dtype) in spec.items():
+        sharding = shardings.get(path)
         leaf = _prepare(path, init, shape, dtype) if batched else None
+        if sharding is not None:
+            dims = leaf.shape if leaf is not None else _checks.shape("init_tree", shape)
+            name = f"out_shardings[{path!r}]"
+            _checks.sharding_fits("init_tree", name, dims, sharding)
         if leaf is None:
-            out[path] = init(leaf_key(key, path), shape, dtype)
+            out[path] = _own_call(init, leaf_key(key, path), shape, dtype, sharding)
+        elif leaf.plan.law == "constant" and sharding is not None:
+            out[path] = _constant_sharded(leaf, sharding)
         elif leaf.plan.law == "constant":
             value = _aligned_empty(math.prod(leaf.shape), leaf.dtype)
             value.fill(leaf.plan.params[0])
@@ -315,11 +431,72 @@ def init_tree(key: jax.Array, spec: Mapping[PathT, LeafSpec]) -> dict[PathT, jax
         else:
             by_law[(leaf.dtype, leaf.plan.law)].append(leaf)
     out.update(zip(constants, jax.device_put(list(constants.values())), strict=True))
+    on_device = _assemble_on_device()
     for dtype in dict.fromkeys(dtype for dtype, _ in by_law):
         laws = tuple(law for law in _LAWS if (dtype, law) in by_law)
         for law in laws:
-            _draw_leaves(key, dtype, laws, law, by_law[(dtype, law)], out)
+            leaves = by_law[(dtype, law)]
+            _draw_leaves(key, dtype, laws, law, leaves, shardings, out, on_device)
     return {path: out[path] for path in spec}
+
+
+def _resolve_shardings(
+    spec: Mapping[PathT, LeafSpec],
+    out_shardings: Mapping[Path, jax.sharding.Sharding | PartitionSpec | None] | None,
+) -> dict[Path, jax.sharding.Sharding]:
+    """``out_shardings`` keyed by the paths of ``spec``, PartitionSpecs resolved."""
+    if out_shardings is None:
+        return {}
+    if not isinstance(out_shardings, Mapping):
+        raise TypeError(
+            "init_tree: out_shardings must be a mapping {path: jax.sharding."
+            f"Sharding}}, got {type(out_shardings).__name__}"
+        )
+    by_name = {path_name(path): path for path in spec}
+    resolved: dict[Path, jax.sharding.Sharding] = {}
+    for path, sharding in out_shardings.items():
+        target = path if path in spec else by_name.get(path_name(path))
+        if target is None:
+            raise ValueError(
+                f"init_tree: out_shardings names the path {path!r}, which is not "
+                "in spec; name only paths of spec"
+            )
+        if sharding is None:
+            continue
+        if isinstance(sharding, PartitionSpec):
+            mesh = jax.sharding.get_mesh()
+            if mesh.empty:
+                raise ValueError(
+                    f"init_tree: out_shardings[{path!r}] is a PartitionSpec but "
+                    "no mesh is set; pass a NamedSharding or call under "
+                    "jax.set_mesh(mesh)"
+                )
+            sharding = NamedSharding(mesh, sharding)
+        if not isinstance(sharding, jax.sharding.Sharding):
+            raise TypeError(
+                f"init_tree: out_shardings[{path!r}] must be a jax.sharding."
+                f"Sharding or a PartitionSpec, got {type(sharding).__name__}"
+            )
+        resolved[target] = sharding
+    return resolved
+
+
+def _own_call(
+    init: Callable[..., jax.Array],
+    key: jax.Array,
+    shape: Sequence[int],
+    dtype: DTypeLike | None,
+    sharding: jax.sharding.Sharding | None,
+) -> jax.Array:
+    """A leaf the batched programs do not draw: the initializer's own call."""
+    if sharding is None:
+        return init(key, shape, dtype)
+    if isinstance(init, InitializerBase) and isinstance(sharding, NamedSharding):
+        return init(key, shape, dtype, out_sharding=sharding)
+    placed: jax.Array = jax.jit(
+        lambda key: init(key, shape, dtype), out_shardings=sharding
+    )(key)
+    return placed
 
 
 def _prepare(
@@ -353,71 +530,396 @@ def _aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
     return raw[skip : skip + nbytes].view(dtype)
 
 
+def _constant_sharded(leaf: _Leaf, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A constant leaf placed shard by shard: one shard-sized host fill."""
+    shard_shape = sharding.shard_shape(leaf.shape)
+    value = _aligned_empty(math.prod(shard_shape), leaf.dtype)
+    value.fill(leaf.plan.params[0])
+    devices = list(sharding.addressable_devices_indices_map(leaf.shape))
+    shards = jax.device_put([value.reshape(shard_shape)] * len(devices), devices)
+    return jax.make_array_from_single_device_arrays(leaf.shape, sharding, shards)
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The rows that draw one shard of a leaf, in ``_draw_strided``'s terms.
+
+    The shard's values, flat in row-major order, are the concatenation of
+    ``row[skip[r] : skip[r] + take[r]]`` over its rows.
+    """
+
+    first: np.ndarray
+    run: np.ndarray
+    stride: np.ndarray
+    skip: np.ndarray
+    take: np.ndarray
+
+
+def _shard_rows(shape: tuple[int, ...], index: tuple[slice, ...]) -> _Rows:
+    """The rows drawing the block ``index`` of a leaf of ``shape``.
+
+    A shard is a grid of runs of contiguous values: the last axis it does not
+    span whole, times the axes after it. Runs whose starts and lengths are even
+    and that are short are packed several to a row (one pair stream, strided);
+    others get rows of their own, starting at the pair that holds their first
+    value, which is skipped when odd.
+    """
+    index = (*index, *[slice(None)] * (len(shape) - len(index)))
+    bounds = [part.indices(dim)[:2] for part, dim in zip(index, shape, strict=True)]
+    lo = [start for start, _ in bounds]
+    n = [stop - start for start, stop in bounds]
+    elem_strides = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
+    split = [axis for axis in range(len(shape)) if n[axis] != shape[axis]]
+    if not split:
+        starts, count, length, stride = np.zeros(1, np.int64), 1, math.prod(shape), 0
+    else:
+        last = split[-1]
+        length = n[last] * elem_strides[last]
+        starts = np.array([lo[last] * elem_strides[last]], np.int64)
+        count, stride = 1, 0
+        if last > 0:
+            group = last - 1
+            count, stride = n[group], elem_strides[group]
+            starts += lo[group] * stride
+            for axis in range(group):
+                offsets = (lo[axis] + np.arange(n[axis])) * elem_strides[axis]
+                starts = (offsets[:, None] + starts[None, :]).reshape(-1)
+    pairs = _ROW // 2
+    packed = (
+        count >= 2
+        and length % 2 == 0
+        and stride % 2 == 0
+        and 2 * length <= _ROW
+        and not (starts % 2).any()
+    )
+    if packed:
+        per_row = _ROW // length
+        index_in_group = np.arange(-(-count // per_row))
+        first = (starts[:, None] + index_in_group * per_row * stride) // 2
+        runs = np.minimum(per_row, count - index_in_group * per_row)
+        take = np.broadcast_to(runs * length, first.shape).reshape(-1)
+        rows = take.size
+        return _Rows(
+            first.reshape(-1).astype(np.uint32),
+            np.full(rows, length // 2, np.uint32),
+            np.full(rows, stride // 2, np.uint32),
+            np.zeros(rows, np.int64),
+            take.astype(np.int64),
+        )
+    run_starts = (starts[:, None] + np.arange(count) * stride).reshape(-1)
+    odd = run_starts % 2
+    per_run = -(-(odd + length) // _ROW)
+    of_row = np.repeat(np.arange(run_starts.size), per_run)
+    piece = np.arange(of_row.size) - np.repeat(np.cumsum(per_run) - per_run, per_run)
+    skip = np.where(piece == 0, odd[of_row], 0)
+    before = np.where(piece == 0, 0, piece * _ROW - odd[of_row])
+    return _Rows(
+        (run_starts[of_row] // 2 + piece * pairs).astype(np.uint32),
+        np.full(of_row.size, pairs, np.uint32),
+        np.zeros(of_row.size, np.uint32),
+        skip.astype(np.int64),
+        np.minimum(_ROW - skip, length - before).astype(np.int64),
+    )
+
+
+@dataclasses.dataclass
+class _Job:
+    """One shard of a leaf, drawn on one device and placed on ``devices``."""
+
+    leaf: _Leaf
+    shape: tuple[int, ...]
+    rows: _Rows
+    devices: tuple[jax.Device, ...]  # () for the default placement
+    start: int = 0  # its first row in its device's queue
+    # Consecutive rows with the same (skip, take): (first, end, skip, take,
+    # offset of their first value in the shard).
+    segments: list[tuple[int, int, int, int, int]] = dataclasses.field(
+        default_factory=list
+    )
+
+
+def _segments(rows: _Rows) -> list[tuple[int, int, int, int, int]]:
+    change = np.flatnonzero((np.diff(rows.skip) != 0) | (np.diff(rows.take) != 0))
+    bounds = [0, *(change + 1).tolist(), rows.take.size]
+    offsets = np.concatenate([[0], np.cumsum(rows.take)]).tolist()
+    return [
+        (a, b, int(rows.skip[a]), int(rows.take[a]), offsets[a])
+        for a, b in itertools.pairwise(bounds)
+    ]
+
+
 def _draw_leaves(
     key: jax.Array,
     dtype: np.dtype,
     laws: tuple[str, ...],
     law: str,
     leaves: list[_Leaf],
+    shardings: Mapping[Path, jax.sharding.Sharding],
     out: dict[Path, jax.Array],
+    on_device: bool,
 ) -> None:
-    """Draws leaves of one law, block by block.
+    """Draws leaves of one law.
 
-    Each leaf goes to the device as soon as its last row is drawn, so host
-    memory holds one leaf at a time besides the parameters already placed.
+    Unsharded leaves are drawn on the default device; a sharded leaf's shards
+    are drawn on the devices that hold them (once per distinct shard on the
+    host path, then copied to each holder; by every holder on the device path),
+    the least loaded holder drawing a replicated one.
     """
-    sizes = [math.prod(leaf.shape) for leaf in leaves]
-    row_counts = [-(-size // _ROW) for size in sizes]
-    total = sum(row_counts)
-    padded = -(-total // _BLOCK_ROWS) * _BLOCK_ROWS
-    key_words = np.zeros((padded, 2), np.uint32)
-    first_pairs = np.zeros(padded, np.uint32)
-    params = np.zeros((padded, _PARAMS), np.float32)
-    hashes = np.array([path_hash(leaf.path) for leaf in leaves], np.uint32)
-    leaf_words = _leaf_key_words(key, hashes)
-    first_row = 0
-    for words, leaf, rows in zip(leaf_words, leaves, row_counts, strict=True):
-        span = slice(first_row, first_row + rows)
-        key_words[span] = words
-        first_pairs[span] = np.arange(rows, dtype=np.uint32) * (_ROW // 2)
-        params[span] = leaf.plan.params
-        first_row += rows
-    law_index = np.int32(laws.index(law))
-    pending = list(zip(leaves, sizes, strict=True))
-    buffer: np.ndarray | None = None
-    filled = 0
-
-    def dispatch(block_start: int) -> jax.Array:
-        span = slice(block_start, block_start + _BLOCK_ROWS)
-        block: jax.Array = _draw_block(
-            dtype, laws, law_index, key_words[span], first_pairs[span], params[span]
+    words = dict(
+        zip(
+            (leaf.path for leaf in leaves),
+            _leaf_key_words(key, [leaf.path for leaf in leaves]),
+            strict=True,
         )
-        return block
+    )
+    default: list[_Job] = []
+    # Every device of the call's shardings draws in every law's program, so
+    # that one program (one mesh of lanes) serves the whole call.
+    lanes = {d for sharding in shardings.values() for d in sharding.addressable_devices}
+    queues: dict[jax.Device, list[_Job]] = {
+        device: []
+        for device in sorted(lanes, key=lambda device: device.id)  # type: ignore[attr-defined]
+    }
+    load: dict[jax.Device, int] = defaultdict(int)
+    for leaf in leaves:
+        full = tuple(slice(None) for _ in leaf.shape)
+        sharding = shardings.get(leaf.path)
+        if sharding is None:
+            default.append(_Job(leaf, leaf.shape, _shard_rows(leaf.shape, full), ()))
+            continue
+        indices = {
+            device: tuple(index or full)
+            for device, index in sharding.addressable_devices_indices_map(
+                leaf.shape
+            ).items()
+        }
+        holders: dict[object, list[jax.Device]] = {}
+        for device, index in indices.items():
+            # On the host path a replicated shard is drawn once and copied.
+            bounds = tuple(
+                part.indices(dim)[:2]
+                for part, dim in zip(index, leaf.shape, strict=False)
+            )
+            holders.setdefault(device if on_device else bounds, []).append(device)
+        shard_shape = sharding.shard_shape(leaf.shape)
+        for group in holders.values():
+            lane = min(group, key=lambda device: load[device])
+            rows = _shard_rows(leaf.shape, indices[group[0]])
+            queues[lane].append(_Job(leaf, shard_shape, rows, tuple(group)))
+            load[lane] += rows.take.size
+    results: dict[tuple[Path, jax.Device | None], jax.Array] = {}
+    if default:
+        _draw_jobs(dtype, laws, law, words, {None: default}, results, on_device)
+    if any(queues.values()):
+        _draw_jobs(dtype, laws, law, words, queues, results, on_device)
+    for leaf in leaves:
+        sharding = shardings.get(leaf.path)
+        if sharding is None:
+            out[leaf.path] = results[(leaf.path, None)]
+        else:
+            devices = sharding.addressable_devices_indices_map(leaf.shape)
+            shards = [results[(leaf.path, device)] for device in devices]
+            out[leaf.path] = jax.make_array_from_single_device_arrays(
+                leaf.shape, sharding, shards
+            )
 
-    # One block in flight while the previous one is copied out: the copies
-    # overlap the drawing, and at most two blocks are alive. Each leaf is
-    # copied once, into its own aligned buffer, which the device then uses in
-    # place, so no leaf holds on to a block.
-    next_block = dispatch(0)
+
+def _draw_jobs(
+    dtype: np.dtype,
+    laws: tuple[str, ...],
+    law: str,
+    words: Mapping[Path, np.ndarray],
+    queues: Mapping[jax.Device | None, list[_Job]],
+    results: dict[tuple[Path, jax.Device | None], jax.Array],
+    on_device: bool,
+) -> None:
+    """Draws every queue's jobs, block by block, and places each shard.
+
+    The queue ``None`` (unsharded leaves) is drawn by ``_draw_block`` on the
+    default device; the others by one ``_draw_strided`` call per block over a
+    1-D mesh of their devices, each device drawing its own queue's rows.
+    """
+    lanes = list(queues)
+    counts = []
+    for jobs in queues.values():
+        total = 0
+        for job in jobs:
+            job.start, job.segments = total, _segments(job.rows)
+            total += job.rows.take.size
+        counts.append(total)
+    padded = -(-max(counts) // _BLOCK_ROWS) * _BLOCK_ROWS
+    fields = ("key_words", "first", "run", "stride", "params")
+    host = {name: [] for name in fields}  # type: dict[str, list[np.ndarray]]
+    for jobs in queues.values():
+        key_words = np.zeros((padded, 2), np.uint32)
+        first = np.zeros(padded, np.uint32)
+        run = np.full(padded, _ROW // 2, np.uint32)
+        stride = np.zeros(padded, np.uint32)
+        params = np.zeros((padded, _PARAMS), np.float32)
+        for job in jobs:
+            span = slice(job.start, job.start + job.rows.take.size)
+            key_words[span] = words[job.leaf.path]
+            first[span] = job.rows.first
+            run[span] = job.rows.run
+            stride[span] = job.rows.stride
+            params[span] = job.leaf.plan.params
+        for name, array in zip(
+            fields, (key_words, first, run, stride, params), strict=True
+        ):
+            host[name].append(array)
+    law_index = np.int32(laws.index(law))
+    sharded = lanes != [None]
+    if sharded:
+        mesh = jax.sharding.Mesh(np.array(lanes), ("rows",))
+        rows_sharding = NamedSharding(mesh, PartitionSpec("rows"))  # type: ignore[no-untyped-call]
+
+    def dispatch(block_start: int) -> dict[jax.Device | None, jax.Array]:
+        span = slice(block_start, block_start + _BLOCK_ROWS)
+        if not sharded:
+            block = _draw_block(
+                dtype,
+                laws,
+                law_index,
+                host["key_words"][0][span],
+                host["first"][0][span],
+                host["params"][0][span],
+            )
+            return {None: block}
+        args = jax.device_put(
+            [np.concatenate([a[span] for a in host[name]]) for name in fields],
+            rows_sharding,
+        )
+        # The rows' own mesh, also under a caller's jax.set_mesh(other mesh).
+        with jax.set_mesh(mesh):
+            drawn = _draw_strided(dtype, laws, law_index, *args)
+        return {shard.device: shard.data for shard in drawn.addressable_shards}
+
+    cursors = dict.fromkeys(lanes, 0)  # the next job of each queue
+    current: dict[jax.Device | None, _Shard | None] = dict.fromkeys(lanes)
+    next_blocks = dispatch(0)
     for block_start in range(0, padded, _BLOCK_ROWS):
-        drawn = next_block
+        blocks = next_blocks
         if block_start + _BLOCK_ROWS < padded:
-            next_block = dispatch(block_start + _BLOCK_ROWS)
-        block = np.asarray(drawn).reshape(-1)
-        offset = 0
-        done: dict[Path, np.ndarray] = {}
-        while pending and offset < block.size:
-            leaf, size = pending[0]
-            if buffer is None:
-                buffer, filled = _aligned_empty(size, dtype), 0
-            take = min(size - filled, block.size - offset)
-            buffer[filled : filled + take] = block[offset : offset + take]
-            filled += take
-            # A leaf's last row is padded to _ROW values: skip the padding.
-            offset += -(-take // _ROW) * _ROW if filled == size else take
-            if filled == size:
-                done[leaf.path] = buffer.reshape(leaf.shape)
-                buffer = None
-                pending.pop(0)
-        # One placement call per block: per-array calls cost ~0.4 ms each.
-        out.update(zip(done, jax.device_put(list(done.values())), strict=True))
+            next_blocks = dispatch(block_start + _BLOCK_ROWS)
+        block_end = block_start + _BLOCK_ROWS
+        done: list[_Shard] = []
+        for lane in lanes:
+            jobs = queues[lane]
+            block = blocks[lane]
+            values = None if on_device else np.asarray(block)
+            while cursors[lane] < len(jobs):
+                job = jobs[cursors[lane]]
+                if job.start >= block_end:
+                    break
+                shard = current[lane] or _Shard(job, dtype, on_device)
+                for row, end, skip, take, offset in job.segments:
+                    lo = max(job.start + row, block_start)
+                    hi = min(job.start + end, block_end)
+                    if lo < hi:
+                        dest = offset + (lo - job.start - row) * take
+                        rows = (lo - block_start, hi - lo)
+                        shard.add(block, values, rows, skip, take, dest)
+                if job.start + job.rows.take.size > block_end:
+                    current[lane] = shard
+                    break
+                done.append(shard)
+                current[lane] = None
+                cursors[lane] += 1
+        _place(done, results)
+
+
+class _Shard:
+    """One job's values as its rows arrive: a host buffer, or device pieces."""
+
+    def __init__(self, job: _Job, dtype: np.dtype, on_device: bool) -> None:
+        self.job = job
+        size = math.prod(job.shape)
+        self.buffer = None if on_device else _aligned_empty(size, dtype)
+        # (block, first row, rows, skip, take) per piece.
+        self.pieces: list[tuple[jax.Array, int, int, int, int]] = []
+
+    def add(
+        self,
+        block: jax.Array,
+        values: np.ndarray | None,
+        rows: tuple[int, int],
+        skip: int,
+        take: int,
+        dest: int,
+    ) -> None:
+        """Takes ``take`` values from ``skip`` on in ``rows`` (first, count)."""
+        first, count = rows
+        if self.buffer is None or values is None:
+            self.pieces.append((block, first, count, skip, take))
+            return
+        target = self.buffer[dest : dest + count * take].reshape(count, take)
+        np.copyto(target, values[first : first + count, skip : skip + take])
+
+    def value(self) -> np.ndarray | jax.Array:
+        """The shard: a host array, or an array on the blocks' device."""
+        if self.buffer is not None:
+            return self.buffer.reshape(self.job.shape)
+        return _assemble_pieces(self.pieces, self.job.shape)
+
+
+def _place(
+    done: list[_Shard], results: dict[tuple[Path, jax.Device | None], jax.Array]
+) -> None:
+    """Puts finished shards where they go: one placement call for the host's."""
+    host: list[np.ndarray] = []
+    targets: list[tuple[Path, jax.Device | None]] = []
+    devices: list[jax.Device | None] = []
+    for shard in done:
+        value = shard.value()
+        for device in shard.job.devices or (None,):
+            target = (shard.job.leaf.path, device)
+            if isinstance(value, jax.Array):
+                results[target] = value  # drawn where it goes
+            else:
+                host.append(value)
+                targets.append(target)
+                devices.append(device)
+    if not host:
+        return
+    # One placement call per block: per-array calls cost ~0.4 ms each.
+    if devices[0] is None:
+        placed = jax.device_put(host)
+    else:
+        placed = jax.device_put(host, devices)
+    results.update(zip(targets, placed, strict=True))
+
+
+def _assemble_pieces(
+    pieces: list[tuple[jax.Array, int, int, int, int]], shape: tuple[int, ...]
+) -> jax.Array:
+    """A shard from its pieces of drawn blocks, on the blocks' device."""
+    blocks = list(dict.fromkeys(id(block) for block, *_ in pieces))
+    arrays = tuple({id(b): b for b, *_ in pieces}[i] for i in blocks)
+    layout = tuple(
+        (blocks.index(id(block)), rows, take) for block, _, rows, _, take in pieces
+    )
+    starts = np.array([(first, skip) for _, first, _, skip, _ in pieces], np.int32)
+    shard: jax.Array = _assemble(layout, shape, arrays, starts)
+    return shard
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _assemble(
+    layout: tuple[tuple[int, int, int], ...],
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    starts: jax.Array,
+) -> jax.Array:
+    """Concatenates ``rows x take`` slices of drawn blocks into one shard.
+
+    ``layout[i]`` is (block, rows, take) and ``starts[i]`` (first row, skip)
+    of piece i: offsets are runtime values, so one program serves every shard
+    of the same shape split the same way.
+    """
+    parts = [
+        lax.dynamic_slice(blocks[b], (starts[i, 0], starts[i, 1]), (rows, take))
+        for i, (b, rows, take) in enumerate(layout)
+    ]
+    flat = jnp.concatenate([part.reshape(-1) for part in parts])
+    shard: jax.Array = flat.reshape(shape)
+    return shard

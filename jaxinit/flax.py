@@ -96,6 +96,14 @@ def reinit(
     inserted before; name layers to avoid that). Works under ``jax.jit`` (linen)
     and ``nnx.jit`` (nnx).
 
+    Sharded models keep every parameter's sharding, drawn in place by each
+    device (``init_tree(..., out_shardings=...)``), never gathered on one
+    device: a concrete parameter keeps its ``.sharding``; an abstract nnx one
+    (``nnx.eval_shape`` under ``jax.set_mesh``) gets the ``NamedSharding`` it
+    names, on the current mesh; a linen value boxed by ``nn.with_partitioning``
+    comes back in its box, placed by its names on the current mesh. The values
+    are those of the same model unsharded.
+
     Args:
         model: an ``nnx.Module`` (updated in place), or a linen ``Module``.
         key: a PRNG key.

@@ -2,9 +2,10 @@
 
 With ``out_sharding=`` on a mesh of P > 1 devices, a matrix whose tall side splits
 into P tall blocks is factored block by block: each device draws and factors its
-rows and all-gathers only the P small R factors. The result is the unsharded Q up
-to rounding (the QR with a positive diag(R) is unique), so it stays Haar; its bits
-depend on P only. Other shapes keep the full QR and the unsharded bits exactly.
+rows, and the P small R factors are merged pairwise by a tree of collective
+permutes. The result is the unsharded Q up to rounding (the QR with a positive
+diag(R) is unique), so it stays Haar; its bits depend on P only. Other shapes keep
+the full QR and the unsharded bits exactly.
 """
 
 import math
@@ -58,9 +59,9 @@ def assert_orthonormal(matrix: np.ndarray, gain: float, tolerance: float) -> Non
 
 
 def uses_tsqr(fn, *args) -> bool:
-    """Whether ``fn`` lowers to the block QR: only shard_map's program has an
-    explicit all-gather before partitioning (the full-QR path has none)."""
-    return "all_gather" in jax.jit(fn).lower(*args).as_text()
+    """Whether ``fn`` lowers to the block QR: only its tree has explicit
+    collective permutes before partitioning (the full-QR path has none)."""
+    return "collective_permute" in jax.jit(fn).lower(*args).as_text()
 
 
 # (layout, shape, gain, devices, spec, axis type, dtype); each shape's tall side
@@ -175,18 +176,20 @@ def test_sharded_orthogonal_is_haar():
 )
 def test_per_device_temporaries_are_o_of_the_shard(layout, out_spec):
     """Torch (8192, 128), or the Flax kernel (8192, 128) = torch (128, 8192), f32
-    on 8 devices: each holds 1/8 of the rows (512 KiB) and the 8 gathered R
-    factors (512 KiB), never the 4 MiB matrix; the full QR needs 4x the matrix."""
+    on 8 devices: each holds 1/8 of the rows (512 KiB) and a few 128 x 128
+    factors of the R tree (64 KiB each), never the 4 MiB matrix nor the 8 R
+    factors together; the full QR needs 4x the matrix."""
     shape, itemsize, devices = (8192, 128), 4, 8
     sharding = NamedSharding(mesh(devices), out_spec)
     init = jaxinit.orthogonal(layout=layout)
     full = math.prod(shape) * itemsize
     shard = full // devices
     small = min(shape)
-    gathered_r = devices * small * small * itemsize
-    # Rows, their local Q and the product, plus the R stack and its Q: a few
-    # buffers of each size (measured 3 * 512 KiB + 2.5 KB).
-    bound = 2 * (shard + gathered_r) + 64 * 1024
+    factor = small * small * itemsize
+    # Rows, their local Q and the product, plus one level's R stack, its Q and
+    # the product of the halves (measured 3 * 512 KiB + 1 KB: the small
+    # factors fit in buffers freed by then).
+    bound = 3 * shard + 4 * factor + 64 * 1024
     sharded = jax.jit(lambda key: init(key, shape, out_sharding=sharding))
     memory = sharded.lower(KEY).compile().memory_analysis()
     assert memory.output_size_in_bytes == shard
