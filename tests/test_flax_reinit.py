@@ -56,7 +56,11 @@ def torch_initialized(
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_torch_init_draws_torch_laws(case: Case, flavour: str) -> None:
-    check_against_torch(case, flavour, torch_initialized(case, flavour, KEY))
+    def draw(index: int) -> dict[Any, np.ndarray]:
+        key = jax.random.fold_in(KEY, index) if index else KEY
+        return torch_initialized(case, flavour, key)
+
+    check_against_torch(case, flavour, draw)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
