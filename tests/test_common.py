@@ -15,7 +15,6 @@ from cases import CASES, RANDOM_CASES, Case
 import jaxinit
 
 DTYPES = ["float32", "bfloat16", "float16", "float64"]
-VARIANTS = ["eager", "jit", "vmap"]
 UNIFORM_FAMILY = ("uniform", "xavier_uniform", "kaiming_uniform")
 
 
@@ -27,15 +26,6 @@ def dtype_mode(dtype: str) -> Iterator[None]:
             stack.enter_context(jax.enable_x64(True))
         stack.enter_context(jax.numpy_dtype_promotion("strict"))
         yield
-
-
-def draw(variant: str, init, key, shape, dtype):
-    if variant == "eager":
-        return init(key, shape, dtype)
-    if variant == "jit":
-        return jax.jit(init, static_argnums=(1, 2))(key, shape, dtype)
-    keys = jax.random.split(key, 3)
-    return jax.vmap(lambda k: init(k, shape, dtype))(keys)
 
 
 def support(case: Case, shape: tuple[int, ...]) -> tuple[float, float] | None:
@@ -52,19 +42,16 @@ PARAMS = [
 ]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("case", "layout"), PARAMS)
-def test_shape_dtype_support_and_agreement(
-    case: Case, layout: str, dtype: str, variant: str
-):
+def test_shape_dtype_and_support(case: Case, layout: str, dtype: str):
+    """Eager calls; jit and vmap give the same bits (test_eager_jit_and_vmap_agree)."""
     shape = case.small_shape(layout)
     key = jax.random.key(0)
     init = case.init(layout)
     with dtype_mode(dtype):
-        out = draw(variant, init, key, shape, jnp.dtype(dtype))
-        expected_shape = (3, *shape) if variant == "vmap" else shape
-        chex.assert_shape(out, expected_shape)
+        out = init(key, shape, jnp.dtype(dtype))
+        chex.assert_shape(out, shape)
         assert out.dtype == jnp.dtype(dtype)
         values = np.asarray(
             out.astype(jnp.float64 if dtype == "float64" else jnp.float32)
@@ -78,12 +65,35 @@ def test_shape_dtype_support_and_agreement(
                 assert (values < high).all(), values.max()
             else:
                 assert (values <= high).all(), values.max()
-        # The same key gives the same bits, whatever the variant.
-        eager = init(key, shape, jnp.dtype(dtype))
-        if variant == "vmap":
-            eager = init(jax.random.split(key, 3)[1], shape, jnp.dtype(dtype))
-            out = out[1]
-        np.testing.assert_array_equal(np.asarray(out), np.asarray(eager))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("case", "layout"), PARAMS)
+def test_eager_jit_and_vmap_agree(case: Case, layout: str, dtype: str):
+    """The same key gives the same bits eagerly, under jit and under vmap.
+
+    Each variant is a separate computation (an eager call, a fresh jit of a new
+    function, a vmap over three keys) compared with the others bit for bit.
+    """
+    shape = case.small_shape(layout)
+    keys = jax.random.split(jax.random.key(0), 3)
+    init = case.init(layout)
+    with dtype_mode(dtype):
+        dt = jnp.dtype(dtype)
+        eager = [np.asarray(init(key, shape, dt)) for key in keys]
+        jitted = jax.jit(lambda key: init(key, shape, dt))
+        batched = jax.vmap(lambda key: init(key, shape, dt))(keys)
+        assert batched.dtype == dt and batched.shape == (3, *shape)
+        for index, key in enumerate(keys):
+            where = f"key {index}"
+            once = jitted(key)
+            assert once.dtype == dt
+            np.testing.assert_array_equal(np.asarray(once), eager[index], where)
+            np.testing.assert_array_equal(
+                np.asarray(batched[index]), eager[index], where
+            )
+        if not case.exact:
+            assert not np.array_equal(eager[0], eager[1])
 
 
 @pytest.mark.parametrize("case", RANDOM_CASES, ids=lambda c: c.id)

@@ -3,6 +3,7 @@ torch's exact laws (formulas per parameter, and two-sample KS against the torch
 layer's own draw), for linen and nnx; plus values, reprs and errors."""
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -22,6 +23,7 @@ from _porting_models import (
     check_against_torch,
     flat,
     nnx_params,
+    pooled,
     triangular,
     uniform,
 )
@@ -33,24 +35,26 @@ import jaxinit.flax as jflax
 from jaxinit import torch_defaults as td
 
 
-def built_with_defaults(case: Case, flavour: str) -> dict[Any, np.ndarray]:
+def defaults_draws(case: Case, flavour: str) -> Callable[[int], dict[Any, np.ndarray]]:
+    """draw(i): the parameters of the case's Flax model built with torch_defaults,
+    with key (linen) or seed (nnx) 3 + i."""
     if flavour == "linen":
-        module = case.linen_module(True)
-        variables = jax.jit(module.init)(
-            jax.random.key(3), jnp.asarray(case.flax_input())
-        )
-        return flat(variables["params"])
-    return nnx_params(case.nnx_module(True, 3))
+        init = jax.jit(case.linen_module(True).init)
+        x = jnp.asarray(case.flax_input())
+        return lambda index: flat(init(jax.random.key(3 + index), x)["params"])
+    return lambda index: nnx_params(case.nnx_module(True, 3 + index))
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_layers_built_with_defaults_draw_torch_laws(case: Case, flavour: str) -> None:
-    params = built_with_defaults(case, flavour)
-    check_against_torch(case, flavour, params, exact=False)
-    for path in case.inexact_defaults & params.keys():
+    draws = check_against_torch(
+        case, flavour, defaults_draws(case, flavour), exact=False
+    )
+    for path in case.inexact_defaults & draws[0].keys():
         # linen GRUCell: one bias_init for ir, iz, in, hn: b_ir + b_hr's law for all.
-        assert_law(params[path], triangular(1 / math.sqrt(32)), "/".join(path))
+        law = triangular(1 / math.sqrt(32))
+        assert_law(pooled(draws, path), law, "/".join(path))
 
 
 def test_linear_values() -> None:
