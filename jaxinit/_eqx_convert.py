@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._eqx_reinit import replace_leaves, require_equinox, walk
-from ._flax_reinit import Path
+from ._reinit import Path
 
 Tensors: TypeAlias = dict[str, Any]
 Exporter: TypeAlias = Callable[[Any], Tensors]

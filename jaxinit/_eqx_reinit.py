@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _basic, _optional, _scaled, torch_defaults
 from ._base import LayoutInitializer
-from ._flax_reinit import ParamShapes, Path, Rules, _check_rules, draw, plan
+from ._reinit import ParamShapes, Path, Rules, check_rules, draw, placement, plan
 from ._typing import Initializer
 
 
@@ -73,28 +73,35 @@ def walk(model: Any) -> tuple[list[tuple[Path, Any]], dict[Path, Any]]:
     return modules, params
 
 
-def _stacked_axes(module: Any, eqx: Any) -> int:
-    """How many leading axes ``eqx.filter_vmap`` stacked onto a layer's weights."""
+def own_ranks(module: Any) -> dict[str, int]:
+    """The rank of each parameter of one copy of an Equinox layer, by name.
+
+    Empty for modules whose parameters this does not know (their own parameters
+    are then taken as unstacked). Axes beyond these ranks were stacked by
+    ``eqx.filter_vmap``.
+    """
+    import equinox as eqx
+
     nn = eqx.nn
-    weight: Any = getattr(module, "weight", None)
-    natural: int | None = None
     if isinstance(module, nn.Conv | nn.ConvTranspose):
-        natural = 2 + module.num_spatial_dims
-    elif isinstance(module, nn.Linear | nn.Embedding):
-        natural = 2
-    elif isinstance(module, nn.GRUCell | nn.LSTMCell):
-        weight, natural = module.weight_ih, 2
-    elif isinstance(module, nn.LayerNorm | nn.RMSNorm):
-        natural = len(module.shape)
-    elif isinstance(module, nn.GroupNorm | nn.BatchNorm):
-        natural = 1
-    if natural is None or weight is None:
-        return 0
-    return max(len(weight.shape) - natural, 0)
+        spatial = module.num_spatial_dims
+        return {"weight": 2 + spatial, "bias": 1 + spatial}  # bias (out, 1, ...)
+    if isinstance(module, nn.Linear):
+        return {"weight": 2, "bias": 1}
+    if isinstance(module, nn.Embedding):
+        return {"weight": 2}
+    if isinstance(module, nn.GRUCell | nn.LSTMCell):
+        return {"weight_ih": 2, "weight_hh": 2, "bias": 1, "bias_n": 1}
+    if isinstance(module, nn.LayerNorm | nn.RMSNorm):
+        rank = len(module.shape)
+        return {"weight": rank, "bias": rank}
+    if isinstance(module, nn.GroupNorm | nn.BatchNorm):
+        return {"weight": 1, "bias": 1}
+    return {}
 
 
-def in_torch_layout(init: Initializer, stacked: int) -> Initializer:
-    """``init`` read in Equinox's torch layout, with ``stacked`` batch axes first.
+def in_torch_layout(init: Initializer) -> Initializer:
+    """``init`` read in Equinox's torch layout.
 
     Initializers that name their own axes are returned unchanged (a copy is made
     otherwise: the user's initializer is a frozen value and stays as given).
@@ -103,52 +110,25 @@ def in_torch_layout(init: Initializer, stacked: int) -> Initializer:
         return init
     if init.in_axis is not None or init.out_axis is not None or init.batch_axis:
         return init
-    if not stacked:
-        return dataclasses.replace(init, layout="torch")
-    return dataclasses.replace(
-        init,
-        layout="torch",
-        in_axis=(stacked + 1,),
-        out_axis=(stacked,),
-        batch_axis=tuple(range(stacked)),
-    )
+    return dataclasses.replace(init, layout="torch")
 
 
 def run(owner: str, model: Any, key: jax.Array, tiers: Sequence[Rules]) -> Any:
     """Re-draws the parameters the rules name; returns the new model."""
-    eqx = require_equinox(owner)
+    require_equinox(owner)
     for rules in tiers:
-        _check_rules(owner, rules)
+        check_rules(owner, rules)
     modules, params = walk(model)
     shapes = {path: tuple(value.shape) for path, value in params.items()}
-    chosen = plan(modules, shapes, tiers)
+    chosen = plan(modules, shapes, tiers, own_ranks=own_ranks, adapt=in_torch_layout)
     if not chosen:
         return model
-    # The innermost module holding each parameter decides its stacked axes.
-    stacked = {
-        path: next(
-            (
-                _stacked_axes(module, eqx)
-                for module_path, module in reversed(modules)
-                if path[: len(module_path)] == module_path
-            ),
-            0,
-        )
+    shardings = {
+        path: where
         for path in chosen
+        if (where := placement(owner, path, params[path])) is not None
     }
-    chosen = {
-        path: in_torch_layout(init, stacked[path]) for path, init in chosen.items()
-    }
-    new = draw(key, chosen, params)
-    for path, value in new.items():
-        old = params[path]
-        # Keep a sharded model sharded: init_tree places on the default device.
-        if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
-            if value.sharding != old.sharding:
-                new[path] = jax.device_put(value, old.sharding)
-        elif isinstance(old, jax.ShapeDtypeStruct) and old.sharding is not None:
-            new[path] = jax.device_put(value, old.sharding)
-    return replace_leaves(model, new)
+    return replace_leaves(model, draw(key, chosen, params, shardings))
 
 
 def get_leaf(model: Any, path: Path) -> Any:

@@ -4,68 +4,25 @@ Flax is imported inside the functions, so importing this module never needs it.
 """
 
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
-import numpy as np
 
-from . import _base, _basic, _optional, _scaled, torch_defaults
-from ._tree import init_tree, leaf_key
+from . import _basic, _optional, _scaled, torch_defaults
+from ._reinit import (
+    ParamShapes,
+    Path,
+    Rules,
+    check_rules,
+    current_mesh,
+    draw,
+    placement,
+    plan,
+)
 from ._typing import Initializer
 
-ParamShapes: TypeAlias = Mapping[str, tuple[int, ...]]
-ModuleAction: TypeAlias = (
-    Mapping[str, Initializer] | Callable[[Any, ParamShapes], Mapping[str, Initializer]]
-)
-Rules: TypeAlias = Mapping[Any, Any]
-Path: TypeAlias = tuple[Any, ...]
-
 _SQRT5 = math.sqrt(5.0)
-_PATH_RULE, _MODULE_RULE = 1, 0
-
-
-def path_string(path: Iterable[Any]) -> str:
-    """A parameter path as rules and keys see it: names joined by ``/``."""
-    return "/".join(str(part) for part in path)
-
-
-def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
-    """The key of the parameter at ``path``: ``leaf_key`` of the path string.
-
-    It depends on the path alone, so adding or removing other parameters leaves
-    this one's value unchanged. It is ``init_tree``'s key for the same path.
-    """
-    return leaf_key(key, tuple(path))
-
-
-def _check_rules(owner: str, rules: Rules) -> None:
-    if not isinstance(rules, Mapping):
-        raise TypeError(
-            f"{owner}: rules must be a mapping from a module type or a path pattern "
-            f"to initializers, got {type(rules).__name__}"
-        )
-    for matcher, action in rules.items():
-        if isinstance(matcher, str):
-            if not callable(action):
-                raise TypeError(
-                    f"{owner}: the rule for path pattern {matcher!r} must be an "
-                    f"initializer, got {action!r}"
-                )
-            re.compile(matcher)
-            continue
-        types = matcher if isinstance(matcher, tuple) else (matcher,)
-        if not types or not all(isinstance(item, type) for item in types):
-            raise TypeError(
-                f"{owner}: a rule key must be a module type, a tuple of types or a "
-                f"path pattern (str), got {matcher!r}"
-            )
-        if not (isinstance(action, Mapping) or callable(action)):
-            raise TypeError(
-                f"{owner}: the rule for {matcher!r} must map parameter names to "
-                f"initializers, or be a function (module, shapes) -> such a mapping"
-            )
 
 
 def _count(value: Any) -> int:
@@ -96,177 +53,12 @@ def own_ranks(module: Any) -> dict[str, int]:
     return {}
 
 
-def stacked_axes(
-    modules: Sequence[tuple[Path, Any]], shapes: Mapping[Path, tuple[int, ...]]
-) -> dict[Path, int]:
-    """How many leading axes each parameter has beyond its layer's own rank.
-
-    ``nnx.vmap``, linen ``nn.scan`` and ``nn.vmap`` stack copies of a layer on
-    leading axes; those are batch axes, which no fan may count.
-    """
-    counts: dict[Path, int] = {}
-    for module_path, module in modules:
-        for name, rank in own_ranks(module).items():
-            path = (*module_path, name)
-            if path in shapes:
-                counts[path] = max(len(shapes[path]) - rank, 0)
-    return counts
-
-
-def plan(
-    modules: Sequence[tuple[Path, Any]],
-    shapes: Mapping[Path, tuple[int, ...]],
-    tiers: Sequence[Rules],
-) -> dict[Path, Initializer]:
-    """Which initializer each parameter gets, or none (left untouched).
-
-    Priority, highest first: path-pattern rules over module rules; among module
-    rules the outer module over the inner one (torch's ``apply`` visits children
-    first, so the parent's function writes last); then later tiers, then later
-    rules within a tier.
-
-    Rules describe one copy of a layer, as a Flax ``kernel_init`` does: a
-    function rule sees each parameter's shape without the leading axes of
-    stacked copies (``nnx.vmap``, ``nn.scan``), and each chosen initializer
-    takes those axes as batch axes.
-    """
-    chosen: dict[Path, tuple[tuple[int, int, int, int], Initializer]] = {}
-    stacked = stacked_axes(modules, shapes)
-
-    def claim(
-        path: Path, priority: tuple[int, int, int, int], init: Initializer
-    ) -> None:
-        if path not in chosen or chosen[path][0] <= priority:
-            chosen[path] = (priority, _base.stacked(init, stacked.get(path, 0)))
-
-    for tier, rules in enumerate(tiers):
-        for index, (matcher, action) in enumerate(rules.items()):
-            if isinstance(matcher, str):
-                pattern = re.compile(matcher)
-                for path in shapes:
-                    if pattern.fullmatch(path_string(path)):
-                        claim(path, (_PATH_RULE, 0, tier, index), action)
-                continue
-            for module_path, module in modules:
-                if not isinstance(module, matcher):
-                    continue
-                depth = len(module_path)
-                local = {
-                    path_string(path[depth:]): path
-                    for path in shapes
-                    if len(path) > depth and tuple(path[:depth]) == tuple(module_path)
-                }
-                if isinstance(action, Mapping):
-                    mapping = action
-                else:
-                    mapping = action(
-                        module,
-                        {
-                            name: shapes[p][stacked.get(p, 0) :]
-                            for name, p in local.items()
-                        },
-                    )
-                for name, init in mapping.items():
-                    if name in local:
-                        claim(local[name], (_MODULE_RULE, -depth, tier, index), init)
-    return {path: init for path, (_, init) in chosen.items()}
-
-
-def draw(
-    key: jax.Array,
-    chosen: Mapping[Path, Initializer],
-    shapes: Mapping[Path, Any],
-    shardings: Mapping[Path, jax.sharding.Sharding] | None = None,
-) -> dict[Path, jax.Array]:
-    """Draws every planned parameter from its initializer and its path's key.
-
-    Through ``init_tree``: its compiled programs do not depend on the model, so
-    a first call costs a few small compiles rather than one per parameter. A
-    path in ``shardings`` is drawn straight into that sharding, each device
-    making only its own shards; the others are placed as ``init_tree`` places.
-    """
-    spec = {
-        path: (init, tuple(shapes[path].shape), np.dtype(shapes[path].dtype))
-        for path, init in chosen.items()
-    }
-    shardings = shardings or {}
-    placed: dict[Any, jax.sharding.Sharding | None] = {
-        path: shardings[path] for path in chosen if path in shardings
-    }
-    if not placed:
-        return init_tree(key, spec)
-    return init_tree(key, spec, out_shardings=placed)
-
-
-def _default_device() -> Any:
-    device = getattr(jax.config, "jax_default_device", None)
-    if isinstance(device, jax.Device):
-        return device
-    return jax.devices(device)[0] if isinstance(device, str) else jax.devices()[0]
-
-
-def _current_mesh(owner: str, path: Path, wanted: Any) -> jax.sharding.Mesh:
-    """The concrete mesh of the context, for a sharding laid out on ``wanted``.
-
-    ``wanted`` is an abstract mesh (from ``eval_shape`` under ``jax.set_mesh``)
-    that the context's mesh must match, or None (a linen box without a mesh).
-    """
-    mesh = jax.sharding.get_mesh()
-    if mesh.empty:
-        raise ValueError(
-            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
-            f"with axes {_axes(wanted)} that is not concrete here; call {owner} "
-            "under jax.set_mesh(mesh) with a concrete mesh"
-        )
-    if wanted is not None and mesh.abstract_mesh != wanted:
-        raise ValueError(
-            f"{owner}: the parameter {path_string(path)!r} is sharded over a mesh "
-            f"with axes {_axes(wanted)}, but the current mesh has axes "
-            f"{_axes(mesh)}"
-        )
-    return mesh
-
-
-def _axes(mesh: Any) -> str:
-    if mesh is None:
-        return "named by its partitioning"
-    return str(dict(zip(mesh.axis_names, mesh.axis_sizes, strict=True)))
-
-
-def _placement(owner: str, path: Path, value: Any) -> jax.sharding.Sharding | None:
-    """Where the new value of the parameter at ``path`` goes: where it is.
-
-    A concrete array keeps its ``.sharding``; an abstract one
-    (``jax.ShapeDtypeStruct``) its ``.sharding``, an abstract mesh made concrete
-    by the current one, and without a sharding is replicated on the current
-    mesh (as linen's and nnx's own init under ``jax.set_mesh``). None
-    (``init_tree``'s placement) for an array on the default device, a traced
-    value (the enclosing ``jit`` places its outputs) and an abstract value
-    without a sharding outside any mesh.
-    """
-    if isinstance(value, jax.core.Tracer):
-        return None
-    sharding = getattr(value, "sharding", None)
-    if sharding is None and isinstance(value, jax.ShapeDtypeStruct):
-        mesh = jax.sharding.get_mesh()
-        if not mesh.empty:
-            return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())  # type: ignore[no-untyped-call]
-    if isinstance(sharding, jax.sharding.SingleDeviceSharding):
-        return None if sharding.device_set == {_default_device()} else sharding
-    if isinstance(sharding, jax.sharding.NamedSharding) and isinstance(
-        sharding.mesh, jax.sharding.AbstractMesh
-    ):
-        mesh = _current_mesh(owner, path, sharding.mesh)
-        return jax.sharding.NamedSharding(mesh, sharding.spec)
-    return sharding if isinstance(sharding, jax.sharding.Sharding) else None
-
-
 def _named(
     owner: str, path: Path, mesh: Any, spec: jax.sharding.PartitionSpec
 ) -> jax.sharding.NamedSharding:
     """``spec`` on ``mesh`` (a partitioning's own), or on the current mesh."""
     if not isinstance(mesh, jax.sharding.Mesh):
-        mesh = _current_mesh(owner, path, mesh)
+        mesh = current_mesh(owner, path, mesh)
     return jax.sharding.NamedSharding(mesh, spec)
 
 
@@ -312,7 +104,7 @@ def _nnx_placement(
     spec = _nnx_names(variable) if unsharded else None
     if spec is not None:
         return _named(owner, path, variable.get_metadata("mesh", None), spec)
-    return _placement(owner, path, value)
+    return placement(owner, path, value)
 
 
 def _nnx_names(variable: Any) -> jax.sharding.PartitionSpec | None:
@@ -335,11 +127,11 @@ def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) 
     }
     values = {path: variable.get_value() for path, variable in variables.items()}
     shapes = {path: tuple(value.shape) for path, value in values.items()}
-    chosen = plan(modules, shapes, tiers)
+    chosen = plan(modules, shapes, tiers, own_ranks=own_ranks)
     shardings = {
-        path: placement
+        path: where
         for path in chosen
-        if (placement := _nnx_placement(owner, path, variables[path], values[path]))
+        if (where := _nnx_placement(owner, path, variables[path], values[path]))
         is not None
     }
     traced = {
@@ -383,7 +175,7 @@ def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding
             and jax.sharding.get_mesh().empty
         )
     ):
-        return _placement(owner, path, value)
+        return placement(owner, path, value)
     return _named(owner, path, leaf.mesh, _box_names(leaf))
 
 
@@ -444,11 +236,11 @@ def _reinit_linen(
     params = flatten(dict(variables["params"]))
     values = {tuple(path): _unbox(leaf) for path, leaf in params.items()}
     shapes = {path: tuple(value.shape) for path, value in values.items()}
-    chosen = plan(list(seen.items()), shapes, tiers)
+    chosen = plan(list(seen.items()), shapes, tiers, own_ranks=own_ranks)
     shardings = {
-        path: placement
+        path: where
         for path in chosen
-        if (placement := _linen_placement(owner, path, params[path])) is not None
+        if (where := _linen_placement(owner, path, params[path])) is not None
     }
     traced = {
         path: spec
@@ -490,7 +282,7 @@ def run(
     """Dispatches to nnx (in place, returns None) or linen (returns variables)."""
     _optional.require("flax", "flax", f"jaxinit.flax.{owner}")
     for rules in tiers:
-        _check_rules(owner, rules)
+        check_rules(owner, rules)
     if _is_nnx(model):
         if variables is not None:
             raise TypeError(

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from . import _eqx_convert, _eqx_reinit
-from ._flax_reinit import param_key as param_key
+from ._reinit import param_key as param_key
 
 __all__ = ["from_torch", "param_key", "reinit", "to_torch", "torch_init", "torch_rules"]
 

@@ -30,7 +30,8 @@ from ._flax_convert import (
     multihead_attention_from_torch as multihead_attention_from_torch,
     multihead_attention_to_torch as multihead_attention_to_torch,
 )
-from ._flax_reinit import param_key as param_key, torch_rules as torch_rules
+from ._flax_reinit import torch_rules as torch_rules
+from ._reinit import param_key as param_key
 
 __all__ = [
     "conv_from_torch",

@@ -100,7 +100,7 @@ def main(port: str, process_id: int, out_dir: Path) -> None:
     from flax import nnx, traverse_util
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-    import jaxinit._flax_reinit
+    import jaxinit._reinit
     import jaxinit.flax
     from jaxinit._tree import init_tree, leaf_key
 
@@ -120,7 +120,7 @@ def main(port: str, process_id: int, out_dir: Path) -> None:
             held[f"{name}|{index}"] = np.asarray(shard.data)
 
     # Record what each process hands init_tree: the same in every process.
-    real = jaxinit._flax_reinit.init_tree
+    real = jaxinit._reinit.init_tree
 
     def recording(key: Any, spec: Any, **options: Any) -> Any:
         shardings = options.get("out_shardings") or {}
@@ -138,7 +138,7 @@ def main(port: str, process_id: int, out_dir: Path) -> None:
         )
         return real(key, spec, **options)
 
-    jaxinit._flax_reinit.init_tree = recording
+    jaxinit._reinit.init_tree = recording
 
     shardings = {
         path: NamedSharding(mesh, P(*names)) for path, (_, _, names) in LEAVES.items()

@@ -22,7 +22,7 @@ from flax import linen as nn, nnx  # noqa: E402
 
 import jaxinit  # noqa: E402
 import jaxinit.flax as jflax  # noqa: E402
-from jaxinit import _flax_reinit, torch_defaults as td  # noqa: E402
+from jaxinit import _flax_reinit, _reinit, torch_defaults as td  # noqa: E402
 from jaxinit._base import LayoutInitializer  # noqa: E402
 from jaxinit._tree import init_tree  # noqa: E402
 
@@ -149,9 +149,9 @@ def chosen_and_drawn(
     seen: dict[str, Any] = {}
     original = _flax_reinit.draw
 
-    def record(key: Any, chosen: Any, shapes: Any) -> Any:
+    def record(key: Any, chosen: Any, *rest: Any) -> Any:
         seen.update(chosen)
-        return original(key, chosen, shapes)
+        return original(key, chosen, *rest)
 
     monkeypatch.setattr(_flax_reinit, "draw", record)
     if flavour == "nnx":
@@ -179,8 +179,7 @@ def chosen_and_drawn(
         }
         prefix = "stack/layer/"
     chosen = {
-        _flax_reinit.path_string(path)[len(prefix) :]: init
-        for path, init in seen.items()
+        _reinit.path_string(path)[len(prefix) :]: init for path, init in seen.items()
     }
     return chosen, {path[len(prefix) :]: value for path, value in drawn.items()}
 

@@ -288,13 +288,13 @@ def test_a_parameter_on_another_device_stays_there():
 def test_an_unsharded_model_takes_init_trees_own_placement(monkeypatch):
     """No sharding to keep: init_tree is called as before, without shardings."""
     calls = []
-    real = jaxinit._flax_reinit.init_tree
+    real = jaxinit._reinit.init_tree
 
     def spy(key, spec, **options):
         calls.append(options)
         return real(key, spec, **options)
 
-    monkeypatch.setattr(jaxinit._flax_reinit, "init_tree", spy)
+    monkeypatch.setattr(jaxinit._reinit, "init_tree", spy)
     jflax.torch_init(Net(False, nnx.Rngs(0)), KEY)
     assert calls == [{}]
 
