@@ -806,14 +806,17 @@ def _draw_jobs(
     def dispatch(block_start: int) -> jax.Array:
         span = slice(block_start, block_start + _BLOCK_ROWS)
         if mesh is None:
-            block: jax.Array = _draw_block(
-                dtype,
-                laws,
-                law_index,
-                host["key_words"][0][span],
-                host["first"][0][span],
-                host["params"][0][span],
-            )
+            # On the default device, also under a caller's jax.set_mesh(mesh)
+            # (which would replicate the block over that mesh).
+            with jax.set_mesh(None):
+                block: jax.Array = _draw_block(
+                    dtype,
+                    laws,
+                    law_index,
+                    host["key_words"][0][span],
+                    host["first"][0][span],
+                    host["params"][0][span],
+                )
             return block
         args = jax.device_put(
             [np.concatenate([a[span] for a in host[name]]) for name in fields],
@@ -912,13 +915,15 @@ class _Shard:
         if self.buffer is not None:
             return self.buffer.reshape(self.job.shape)
         job = self.job
-        shard: jax.Array = _assemble(
-            job.segments,
-            job.rows.take.size,
-            job.shape,
-            tuple(self.blocks),
-            np.int32(self.offset),
-        )
+        # On its blocks' device, also under a caller's jax.set_mesh(mesh).
+        with jax.set_mesh(None):
+            shard: jax.Array = _assemble(
+                job.segments,
+                job.rows.take.size,
+                job.shape,
+                tuple(self.blocks),
+                np.int32(self.offset),
+            )
         return shard
 
 
