@@ -8,13 +8,26 @@ Then orthogonal on a tall Flax Dense kernel (16384, 512) over 8 devices, rows
 sharded, where jaxinit's ``out_sharding=`` takes the tall-skinny QR over row
 blocks: memory against the full QR under an outer ``jit(out_shardings=...)``
 (jaxinit and jax.nn, whose initializer raises NotImplementedError for
-``out_sharding``), and the time of one call sharded and unsharded. Last, the
+``out_sharding``), and the time of one call sharded and unsharded. Then the
 block QR's per-device temporaries against the full QR's for several tall
 shapes (compiled only). Run: ``python benchmarks/bench_sharding.py``.
+
+Whole model (``--tree``): ``init_tree`` of GPT-2 small (124 M parameters, 148
+leaves) on 8 simulated CPU devices, unsharded and with every leaf sharded
+(``model8``: kernels over a ("model",) axis of 8, by columns or rows, vectors
+split 8 ways; ``mesh42``: kernels ``P("x", "y")`` on a (4, 2) mesh), each with
+the host and the device assembly path: the first call in fresh processes
+(median of 3), the steady state (median of 3 calls in each process, then the
+median over processes) and the largest per-device bytes of the result.
+``python benchmarks/bench_sharding.py --tree-only`` prints that table alone.
 """
 
 import argparse
 import json
+import math
+import statistics
+import time
+from typing import Any
 
 from _common import markdown_table, median_seconds, run_script
 
@@ -210,11 +223,157 @@ def run() -> str:
     )
 
 
+TREE_CASES = (
+    ("unsharded", False),
+    ("unsharded", True),
+    ("model8", False),
+    ("model8", True),
+    ("mesh42", False),
+    ("mesh42", True),
+)
+
+
+def gpt2_tree(mode: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """GPT-2 small's init_tree spec (torch's defaults) and its shardings."""
+    import jax
+    from bench_models import SQRT5, _bias_bound, _shape
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+    from models import gpt2_small
+
+    import jaxinit
+
+    def init(role: str) -> Any:
+        if role == "weight":
+            return jaxinit.kaiming_uniform(a=SQRT5)
+        if role.startswith("bias"):
+            return jaxinit.uniform(-_bias_bound(role), _bias_bound(role))
+        return {
+            "ones": jaxinit.ones(),
+            "zeros": jaxinit.zeros(),
+            "embed": jaxinit.normal(),
+            "pos": jaxinit.normal(std=0.02),
+        }[role]
+
+    spec = {path: (init(role), _shape(role, s), None) for path, role, s in gpt2_small()}
+    if mode == "unsharded":
+        return spec, None
+    shardings = {}
+    if mode == "model8":
+        mesh = jax.make_mesh((8,), ("model",), axis_types=(AxisType.Auto,))
+        for path, (_, shape, _) in spec.items():
+            by_columns = path == "wte" or path.endswith(
+                ("c_attn/kernel", "c_fc/kernel")
+            )
+            if len(shape) == 1:
+                names = P("model")
+            else:
+                names = P(None, "model") if by_columns else P("model", None)
+            shardings[path] = NamedSharding(mesh, names)
+        return spec, shardings
+    mesh = jax.make_mesh((4, 2), ("x", "y"), axis_types=(AxisType.Auto,) * 2)
+    for path, (_, shape, _) in spec.items():
+        if len(shape) == 1:
+            names = P(("x", "y"))
+        else:  # the vocabulary, 50257, does not split
+            names = P(None, ("x", "y")) if path == "wte" else P("x", "y")
+        shardings[path] = NamedSharding(mesh, names)
+    return spec, shardings
+
+
+def measure_tree(mode: str, device_assembly: bool) -> dict[str, float]:
+    """First call, steady state and per-device bytes, in this fresh process."""
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 8)
+    from jaxinit import _tree
+
+    _tree._DEVICE_ASSEMBLY = device_assembly
+    spec, shardings = gpt2_tree(mode)
+    key = jax.random.key(0)
+
+    def call() -> dict[str, jax.Array]:
+        params = _tree.init_tree(key, spec, out_shardings=shardings)
+        return jax.block_until_ready(params)
+
+    start = time.perf_counter()
+    params = call()
+    first = time.perf_counter() - start
+    per_device: dict[int, int] = {}
+    for value in params.values():
+        for shard in value.addressable_shards:
+            device = shard.device.id
+            per_device[device] = per_device.get(device, 0) + shard.data.nbytes
+    del params
+    steady = median_seconds(call, runs=3, warmup=0)
+    total = sum(math.prod(shape) * 4 for _, shape, _ in spec.values())
+    return {
+        "first": first,
+        "steady": steady,
+        "per_device": max(per_device.values()),
+        "total": total,
+    }
+
+
+def run_tree(first_runs: int = 3) -> str:
+    """GPT-2 small through init_tree, sharded or not, host or device assembly."""
+    rows = []
+    baseline: dict[bool, float] = {}
+    for mode, on_device in TREE_CASES:
+        args = [__file__, "--tree", mode] + (["--device-assembly"] if on_device else [])
+        runs = [json.loads(run_script(args)) for _ in range(first_runs)]
+        first = statistics.median(r["first"] for r in runs)
+        steady = statistics.median(r["steady"] for r in runs)
+        if mode == "unsharded":
+            baseline[on_device] = first
+        rows.append(
+            (
+                mode,
+                "device" if on_device else "host",
+                f"{first:.2f}",
+                f"{first / baseline[on_device]:.2f}x",
+                f"{steady:.2f}",
+                f"{runs[0]['per_device'] / 2**20:.1f}",
+                f"{runs[0]['total'] / 2**20:.1f}",
+            )
+        )
+    table = markdown_table(
+        (
+            "shardings",
+            "assembly",
+            "first call s",
+            "vs unsharded",
+            "steady s",
+            "max MiB/device",
+            "model MiB",
+        ),
+        rows,
+    )
+    return (
+        "`init_tree` of GPT-2 small (124 M float32 parameters, 148 leaves) on 8 "
+        "simulated CPU devices: unsharded (every leaf on device 0); `model8`, "
+        'every leaf sharded over a ("model",) axis of 8 (c_attn, c_fc and wte '
+        "by columns, the other kernels by rows, vectors 8 ways); `mesh42`, "
+        'kernels `P("x", "y")` on a (4, 2) mesh. Host assembly is the CPU '
+        "default; the device path (the default off the CPU) is forced here. "
+        f"First call: fresh processes, median of {first_runs}; steady: median "
+        "of 3 calls per process.\n\n"
+        f"{table}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", action="store_true")
-    if parser.parse_args().measure:
+    parser.add_argument("--tree", choices=("unsharded", "model8", "mesh42"))
+    parser.add_argument("--device-assembly", action="store_true")
+    parser.add_argument("--tree-only", action="store_true")
+    args = parser.parse_args()
+    if args.measure:
         print(json.dumps(measure()))
+    elif args.tree:
+        print(json.dumps(measure_tree(args.tree, args.device_assembly)))
+    elif args.tree_only:
+        print(run_tree())
     else:
         print(run())
 

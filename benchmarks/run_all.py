@@ -41,6 +41,10 @@ def main() -> None:
     first_runs = 1 if args.quick else 3
     section("Whole model", bench_models.run(max(3, runs - 2), first_runs=first_runs))
     section("Sharded memory per device", bench_sharding.run())
+    section(
+        "Sharded whole model (GPT-2 small)",
+        bench_sharding.run_tree(first_runs=first_runs),
+    )
     if not args.quick:
         section("Peak memory, one-shot 1B-parameter init", bench_memory.run())
     sections.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")

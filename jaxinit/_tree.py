@@ -19,6 +19,16 @@ Every leaf equals ``initializer(leaf_key(key, path), shape, dtype)`` bit for
 bit: jaxinit's 32-bit draws give element ``i`` of any shape word ``i % 2`` of
 the threefry hash of counter ``i // 2`` (``_bits.random_bits32``), so a row
 is a stretch of its leaf's own stream, and batching changes no value and no law.
+
+Sharded leaves (``out_shardings=``): a shard is a grid of runs of consecutive
+values, so each device's shards become rows too, short runs packed several to
+a row with a stride (``_draw_strided``). Every device gets a queue of rows; one
+program over a 1-D mesh of the devices draws a block of every queue at once,
+each device its own rows, and each shard is assembled where it lives and
+joined by ``jax.make_array_from_single_device_arrays``. Nothing holds a whole
+sharded leaf. On the CPU backend rows are assembled on the host (host memory
+is device memory there); on other backends on the device (``_assemble``), so
+that parameters do not cross to the host and back.
 """
 
 import dataclasses
@@ -403,7 +413,7 @@ def init_tree(
         >>> columns = jax.sharding.NamedSharding(mesh, jax.P(None, "model"))
         >>> sharded = init_tree(key, spec, out_shardings={"dense/kernel": columns})
         >>> sharded["dense/kernel"].sharding.spec
-        PartitionSpec(None, 'model')
+        P(None, 'model')
         >>> bool((sharded["dense/kernel"] == own).all())
         True
     """
@@ -622,6 +632,9 @@ def _shard_rows(shape: tuple[int, ...], index: tuple[slice, ...]) -> _Rows:
     )
 
 
+Segment: TypeAlias = tuple[int, int, int, int, int]
+
+
 @dataclasses.dataclass
 class _Job:
     """One shard of a leaf, drawn on one device and placed on ``devices``."""
@@ -633,19 +646,20 @@ class _Job:
     start: int = 0  # its first row in its device's queue
     # Consecutive rows with the same (skip, take): (first, end, skip, take,
     # offset of their first value in the shard).
-    segments: list[tuple[int, int, int, int, int]] = dataclasses.field(
-        default_factory=list
-    )
+    segments: tuple[Segment, ...] = ()
+    # On the device path, the jobs of one leaf that sit at the same rows of
+    # every device's queue and are cut by one program for all devices.
+    lockstep: "tuple[_Job, ...] | None" = None
 
 
-def _segments(rows: _Rows) -> list[tuple[int, int, int, int, int]]:
+def _segments(rows: _Rows) -> tuple[Segment, ...]:
     change = np.flatnonzero((np.diff(rows.skip) != 0) | (np.diff(rows.take) != 0))
     bounds = [0, *(change + 1).tolist(), rows.take.size]
     offsets = np.concatenate([[0], np.cumsum(rows.take)]).tolist()
-    return [
-        (a, b, int(rows.skip[a]), int(rows.take[a]), offsets[a])
+    return tuple(
+        (a, b, int(rows.skip[a]), int(rows.take[a]), int(offsets[a]))
         for a, b in itertools.pairwise(bounds)
-    ]
+    )
 
 
 def _draw_leaves(
@@ -661,9 +675,10 @@ def _draw_leaves(
     """Draws leaves of one law.
 
     Unsharded leaves are drawn on the default device; a sharded leaf's shards
-    are drawn on the devices that hold them (once per distinct shard on the
-    host path, then copied to each holder; by every holder on the device path),
-    the least loaded holder drawing a replicated one.
+    are drawn on the devices that hold them: on the host path once per distinct
+    shard, by its least loaded holder, then copied to each holder; on the
+    device path by every holder, at the same rows of every holder's queue when
+    the shards are cut alike, so that one program cuts them all.
     """
     words = dict(
         zip(
@@ -680,12 +695,19 @@ def _draw_leaves(
         device: []
         for device in sorted(lanes, key=lambda device: device.id)  # type: ignore[attr-defined]
     }
-    load: dict[jax.Device, int] = defaultdict(int)
+    totals: dict[jax.Device | None, int] = defaultdict(int)  # rows of each queue
+
+    def enqueue(lane: jax.Device | None, job: _Job, start: int) -> None:
+        job.start, job.segments = start, _segments(job.rows)
+        totals[lane] = start + job.rows.take.size
+        (default if lane is None else queues[lane]).append(job)
+
     for leaf in leaves:
         full = tuple(slice(None) for _ in leaf.shape)
         sharding = shardings.get(leaf.path)
         if sharding is None:
-            default.append(_Job(leaf, leaf.shape, _shard_rows(leaf.shape, full), ()))
+            job = _Job(leaf, leaf.shape, _shard_rows(leaf.shape, full), ())
+            enqueue(None, job, totals[None])
             continue
         indices = {
             device: tuple(index or full)
@@ -693,20 +715,32 @@ def _draw_leaves(
                 leaf.shape
             ).items()
         }
-        holders: dict[object, list[jax.Device]] = {}
+        shard_shape = sharding.shard_shape(leaf.shape)
+        if on_device:
+            jobs = [
+                _Job(leaf, shard_shape, _shard_rows(leaf.shape, index), (device,))
+                for device, index in indices.items()
+            ]
+            if shard_shape and all(_same_cut(jobs[0].rows, j.rows) for j in jobs):
+                start = max(totals[device] for device in indices)
+                for job in jobs:
+                    job.lockstep = tuple(jobs)
+                    enqueue(job.devices[0], job, start)
+            else:
+                for job in jobs:
+                    enqueue(job.devices[0], job, totals[job.devices[0]])
+            continue
+        holders: dict[tuple[tuple[int, int], ...], list[jax.Device]] = {}
         for device, index in indices.items():
-            # On the host path a replicated shard is drawn once and copied.
             bounds = tuple(
                 part.indices(dim)[:2]
                 for part, dim in zip(index, leaf.shape, strict=False)
             )
-            holders.setdefault(device if on_device else bounds, []).append(device)
-        shard_shape = sharding.shard_shape(leaf.shape)
+            holders.setdefault(bounds, []).append(device)
         for group in holders.values():
-            lane = min(group, key=lambda device: load[device])
+            lane = min(group, key=lambda device: totals[device])
             rows = _shard_rows(leaf.shape, indices[group[0]])
-            queues[lane].append(_Job(leaf, shard_shape, rows, tuple(group)))
-            load[lane] += rows.take.size
+            enqueue(lane, _Job(leaf, shard_shape, rows, tuple(group)), totals[lane])
     results: dict[tuple[Path, jax.Device | None], jax.Array] = {}
     if default:
         _draw_jobs(dtype, laws, law, words, {None: default}, results, on_device)
@@ -722,6 +756,11 @@ def _draw_leaves(
             out[leaf.path] = jax.make_array_from_single_device_arrays(
                 leaf.shape, sharding, shards
             )
+
+
+def _same_cut(a: _Rows, b: _Rows) -> bool:
+    """Whether two shards' rows are cut alike (the same skips and takes)."""
+    return bool(np.array_equal(a.skip, b.skip) and np.array_equal(a.take, b.take))
 
 
 def _draw_jobs(
@@ -740,13 +779,9 @@ def _draw_jobs(
     1-D mesh of their devices, each device drawing its own queue's rows.
     """
     lanes = list(queues)
-    counts = []
-    for jobs in queues.values():
-        total = 0
-        for job in jobs:
-            job.start, job.segments = total, _segments(job.rows)
-            total += job.rows.take.size
-        counts.append(total)
+    counts = [
+        max((j.start + j.rows.take.size for j in q), default=0) for q in queues.values()
+    ]
     padded = -(-max(counts) // _BLOCK_ROWS) * _BLOCK_ROWS
     fields = ("key_words", "first", "run", "stride", "params")
     host = {name: [] for name in fields}  # type: dict[str, list[np.ndarray]]
@@ -768,40 +803,51 @@ def _draw_jobs(
         ):
             host[name].append(array)
     law_index = np.int32(laws.index(law))
-    sharded = lanes != [None]
-    if sharded:
+    mesh = None
+    if lanes != [None]:
         mesh = jax.sharding.Mesh(np.array(lanes), ("rows",))
         rows_sharding = NamedSharding(mesh, PartitionSpec("rows"))  # type: ignore[no-untyped-call]
 
-    def dispatch(block_start: int) -> dict[jax.Device | None, jax.Array]:
+    def dispatch(block_start: int) -> jax.Array:
         span = slice(block_start, block_start + _BLOCK_ROWS)
-        if not sharded:
-            block = _draw_block(
-                dtype,
-                laws,
-                law_index,
-                host["key_words"][0][span],
-                host["first"][0][span],
-                host["params"][0][span],
-            )
-            return {None: block}
+        if mesh is None:
+            # On the default device, also under a caller's jax.set_mesh(mesh)
+            # (which would replicate the block over that mesh).
+            with jax.set_mesh(None):
+                block: jax.Array = _draw_block(
+                    dtype,
+                    laws,
+                    law_index,
+                    host["key_words"][0][span],
+                    host["first"][0][span],
+                    host["params"][0][span],
+                )
+            return block
         args = jax.device_put(
             [np.concatenate([a[span] for a in host[name]]) for name in fields],
             rows_sharding,
         )
         # The rows' own mesh, also under a caller's jax.set_mesh(other mesh).
         with jax.set_mesh(mesh):
-            drawn = _draw_strided(dtype, laws, law_index, *args)
-        return {shard.device: shard.data for shard in drawn.addressable_shards}
+            drawn: jax.Array = _draw_strided(dtype, laws, law_index, *args)
+        return drawn
 
     cursors = dict.fromkeys(lanes, 0)  # the next job of each queue
     current: dict[jax.Device | None, _Shard | None] = dict.fromkeys(lanes)
-    next_blocks = dispatch(0)
+    # Drawn blocks that a lockstep leaf still needs, by index.
+    kept: dict[int, jax.Array] = {}
+    waiting: list[tuple[_Job, ...]] = []
+    next_drawn = dispatch(0)
     for block_start in range(0, padded, _BLOCK_ROWS):
-        blocks = next_blocks
+        drawn = next_drawn
         if block_start + _BLOCK_ROWS < padded:
-            next_blocks = dispatch(block_start + _BLOCK_ROWS)
+            next_drawn = dispatch(block_start + _BLOCK_ROWS)
         block_end = block_start + _BLOCK_ROWS
+        if mesh is None:
+            blocks: dict[jax.Device | None, jax.Array] = {None: drawn}
+        else:
+            blocks = {shard.device: shard.data for shard in drawn.addressable_shards}
+        kept[block_start // _BLOCK_ROWS] = drawn
         done: list[_Shard] = []
         for lane in lanes:
             jobs = queues[lane]
@@ -811,14 +857,13 @@ def _draw_jobs(
                 job = jobs[cursors[lane]]
                 if job.start >= block_end:
                     break
+                if job.lockstep is not None:
+                    if job is job.lockstep[0]:
+                        waiting.append(job.lockstep)
+                    cursors[lane] += 1
+                    continue
                 shard = current[lane] or _Shard(job, dtype, on_device)
-                for row, end, skip, take, offset in job.segments:
-                    lo = max(job.start + row, block_start)
-                    hi = min(job.start + end, block_end)
-                    if lo < hi:
-                        dest = offset + (lo - job.start - row) * take
-                        rows = (lo - block_start, hi - lo)
-                        shard.add(block, values, rows, skip, take, dest)
+                shard.add(block, block_start, values)
                 if job.start + job.rows.take.size > block_end:
                     current[lane] = shard
                     break
@@ -826,40 +871,65 @@ def _draw_jobs(
                 current[lane] = None
                 cursors[lane] += 1
         _place(done, results)
+        finished = [j for j in waiting if j[0].start + j[0].rows.take.size <= block_end]
+        for group in finished:
+            waiting.remove(group)
+            _cut_lockstep(group, kept, mesh, results)  # type: ignore[arg-type]
+        needed = min(
+            [job[0].start // _BLOCK_ROWS for job in waiting]
+            + [block_end // _BLOCK_ROWS]
+        )
+        for index in [i for i in kept if i < needed]:
+            del kept[index]
 
 
 class _Shard:
-    """One job's values as its rows arrive: a host buffer, or device pieces."""
+    """One job's values as its rows arrive: a host buffer, or device blocks."""
 
     def __init__(self, job: _Job, dtype: np.dtype, on_device: bool) -> None:
         self.job = job
         size = math.prod(job.shape)
         self.buffer = None if on_device else _aligned_empty(size, dtype)
-        # (block, first row, rows, skip, take) per piece.
-        self.pieces: list[tuple[jax.Array, int, int, int, int]] = []
+        self.blocks: list[jax.Array] = []  # the device path's drawn blocks
+        self.offset = 0  # its first row in the first of them
 
     def add(
-        self,
-        block: jax.Array,
-        values: np.ndarray | None,
-        rows: tuple[int, int],
-        skip: int,
-        take: int,
-        dest: int,
+        self, block: jax.Array, block_start: int, values: np.ndarray | None
     ) -> None:
-        """Takes ``take`` values from ``skip`` on in ``rows`` (first, count)."""
-        first, count = rows
+        """Takes its rows from a drawn block (``values``: on the host)."""
+        job = self.job
         if self.buffer is None or values is None:
-            self.pieces.append((block, first, count, skip, take))
+            if not self.blocks:
+                self.offset = job.start - block_start
+            self.blocks.append(block)
             return
-        target = self.buffer[dest : dest + count * take].reshape(count, take)
-        np.copyto(target, values[first : first + count, skip : skip + take])
+        block_end = block_start + values.shape[0]
+        for row, end, skip, take, offset in job.segments:
+            lo = max(job.start + row, block_start)
+            hi = min(job.start + end, block_end)
+            if lo < hi:
+                dest = offset + (lo - job.start - row) * take
+                target = self.buffer[dest : dest + (hi - lo) * take]
+                np.copyto(
+                    target.reshape(hi - lo, take),
+                    values[lo - block_start : hi - block_start, skip : skip + take],
+                )
 
     def value(self) -> np.ndarray | jax.Array:
         """The shard: a host array, or an array on the blocks' device."""
         if self.buffer is not None:
             return self.buffer.reshape(self.job.shape)
-        return _assemble_pieces(self.pieces, self.job.shape)
+        job = self.job
+        # On its blocks' device, also under a caller's jax.set_mesh(mesh).
+        with jax.set_mesh(None):
+            shard: jax.Array = _assemble(
+                job.segments,
+                job.rows.take.size,
+                job.shape,
+                tuple(self.blocks),
+                np.int32(self.offset),
+            )
+        return shard
 
 
 def _place(
@@ -889,37 +959,85 @@ def _place(
     results.update(zip(targets, placed, strict=True))
 
 
-def _assemble_pieces(
-    pieces: list[tuple[jax.Array, int, int, int, int]], shape: tuple[int, ...]
-) -> jax.Array:
-    """A shard from its pieces of drawn blocks, on the blocks' device."""
-    blocks = list(dict.fromkeys(id(block) for block, *_ in pieces))
-    arrays = tuple({id(b): b for b, *_ in pieces}[i] for i in blocks)
-    layout = tuple(
-        (blocks.index(id(block)), rows, take) for block, _, rows, _, take in pieces
-    )
-    starts = np.array([(first, skip) for _, first, _, skip, _ in pieces], np.int32)
-    shard: jax.Array = _assemble(layout, shape, arrays, starts)
-    return shard
+def _cut_lockstep(
+    jobs: tuple[_Job, ...],
+    kept: Mapping[int, jax.Array],
+    mesh: jax.sharding.Mesh,
+    results: dict[tuple[Path, jax.Device | None], jax.Array],
+) -> None:
+    """Cuts a leaf's shards, at the same rows on every device, in one call."""
+    job = jobs[0]
+    first = job.start // _BLOCK_ROWS
+    last = (job.start + job.rows.take.size - 1) // _BLOCK_ROWS
+    blocks = tuple(kept[i] for i in range(first, last + 1))
+    offset = np.int32(job.start - first * _BLOCK_ROWS)
+    with jax.set_mesh(mesh):
+        cut = _assemble_lanes(
+            mesh, job.segments, job.rows.take.size, job.shape, blocks, offset
+        )
+    shards = {shard.device: shard.data for shard in cut.addressable_shards}
+    for each in jobs:
+        results[(each.leaf.path, each.devices[0])] = shards[each.devices[0]]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _assemble(
-    layout: tuple[tuple[int, int, int], ...],
+def _cut(
+    segments: tuple[Segment, ...],
+    rows: int,
     shape: tuple[int, ...],
     blocks: tuple[jax.Array, ...],
-    starts: jax.Array,
+    offset: jax.Array,
 ) -> jax.Array:
-    """Concatenates ``rows x take`` slices of drawn blocks into one shard.
-
-    ``layout[i]`` is (block, rows, take) and ``starts[i]`` (first row, skip)
-    of piece i: offsets are runtime values, so one program serves every shard
-    of the same shape split the same way.
-    """
+    """The shard whose ``rows`` rows start at row ``offset`` of ``blocks``."""
+    stacked = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
+    window = lax.dynamic_slice_in_dim(stacked, offset, rows, axis=0)
     parts = [
-        lax.dynamic_slice(blocks[b], (starts[i, 0], starts[i, 1]), (rows, take))
-        for i, (b, rows, take) in enumerate(layout)
+        window[first:end, skip : skip + take].reshape(-1)
+        for first, end, skip, take, _ in segments
     ]
-    flat = jnp.concatenate([part.reshape(-1) for part in parts])
+    flat = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     shard: jax.Array = flat.reshape(shape)
     return shard
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _assemble(
+    segments: tuple[Segment, ...],
+    rows: int,
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    offset: jax.Array,
+) -> jax.Array:
+    """One shard from the drawn blocks it spans, on their device.
+
+    Its position is a runtime value: one program serves every shard cut alike
+    (the same shape, rows and segments), wherever it lies in the blocks.
+    """
+    return _cut(segments, rows, shape, blocks, offset)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _assemble_lanes(
+    mesh: jax.sharding.Mesh,
+    segments: tuple[Segment, ...],
+    rows: int,
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    offset: jax.Array,
+) -> jax.Array:
+    """``_assemble`` on every device of ``mesh`` at once, each on its own rows.
+
+    The result stacks the devices' shards along the first axis; each device's
+    piece is its shard.
+    """
+
+    def local(blocks: tuple[jax.Array, ...], offset: jax.Array) -> jax.Array:
+        return _cut(segments, rows, shape, blocks, offset)
+
+    rows_spec = PartitionSpec("rows")  # type: ignore[no-untyped-call]
+    cut: jax.Array = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(rows_spec, PartitionSpec()),  # type: ignore[no-untyped-call]
+        out_specs=rows_spec,
+    )(blocks, offset)
+    return cut

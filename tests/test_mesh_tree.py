@@ -95,7 +95,11 @@ def test_sharded_leaves_on_an_auto_mesh(
     check_leaves(init_tree(KEY, SPEC, out_shardings=named), named, unsharded)
 
 
-def test_sharded_leaves_on_an_explicit_mesh(small_blocks, unsharded):
+@pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
+def test_sharded_leaves_on_an_explicit_mesh(
+    small_blocks, monkeypatch, unsharded, on_device
+):
+    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", on_device)
     mesh = make_mesh(AxisType.Explicit)
     named = shardings(mesh)
     with jax.set_mesh(mesh):
