@@ -8,7 +8,8 @@ values in [0, 1)), and the bounds hold for the exact Python numbers the user gav
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,9 @@ def centred_unit(unit: jax.Array) -> jax.Array:
 
 def normal_from_unit(unit: jax.Array) -> jax.Array:
     """A standard normal ``sqrt(2) * erfinv(u)``, u from centred_unit."""
-    z: jax.Array = np.array(np.sqrt(2), unit.dtype) * lax.erf_inv(centred_unit(unit))
-    return z
+    return jnp.multiply(
+        np.array(np.sqrt(2), unit.dtype), lax.erf_inv(centred_unit(unit))
+    )
 
 
 def standard_normal(
@@ -160,7 +162,14 @@ def constant(
 # arithmetic: were the parameters constants, XLA would rewrite it differently
 # in each program (it folds ``(u - 1) * 1 + a`` into ``u + (a - 1)``, drops
 # ``0 + x``) and the bits would differ.
-Law = Callable[[jax.Array, Sequence[jax.Array], np.dtype], jax.Array]
+class Law(Protocol):
+    """``law(unit, params, dtype)``: values of ``dtype`` from U[0, 1) draws."""
+
+    def __call__(
+        self, unit: jax.Array, p: Sequence[jax.Array], dtype: np.dtype
+    ) -> jax.Array: ...
+
+
 # A plan: the name of a law (or "constant", or "truncated") and its parameters.
 Plan = tuple[str, tuple[float, ...]]
 
@@ -197,7 +206,7 @@ LAWS: dict[str, Law] = {
 
 def runtime(params: Sequence[float], dtype: np.dtype) -> list[jax.Array]:
     """Law parameters as ``dtype`` scalars that XLA cannot constant-fold."""
-    values = lax.optimization_barrier(jnp.asarray(params, dtype))
+    values = lax.optimization_barrier(jnp.asarray(params, dtype))  # type: ignore[no-untyped-call]
     return [values[i] for i in range(len(params))]
 
 
@@ -443,17 +452,17 @@ def _truncated_law(
     p = runtime(params[:10], unit.dtype)
     mean, std, lo, hi, alpha, beta, phi_alpha, phi_minus_beta, mass, anchor = p
     u = unit + float(np.finfo(unit.dtype).eps) / 2
-    z: jax.Array | None = None
-    t: jax.Array | None = None
-    if centre:
+    # Without the centre form the interval lies in one tail: one form only.
+    if lower and not centre:
+        z = ndtri(phi_alpha + mass * u)
+    elif upper and not centre:
+        z = -ndtri(phi_minus_beta + mass * (1 - u))
+    else:
         t = anchor - 2 * mass * (1 - u) if upper_anchor else anchor + 2 * mass * u
-        z = np.sqrt(2).astype(unit.dtype) * lax.erf_inv(t)
-    if lower:
-        z_lower = ndtri(phi_alpha + mass * u)
-        z = z_lower if t is None else jnp.where(t < -_CENTRE, z_lower, z)
-    if upper:
-        z_upper = -ndtri(phi_minus_beta + mass * (1 - u))
-        z = z_upper if t is None else jnp.where(t > _CENTRE, z_upper, z)
-    assert z is not None  # at least one form covers the interval
+        z = jnp.multiply(np.array(np.sqrt(2), unit.dtype), lax.erf_inv(t))
+        if lower:
+            z = jnp.where(t < -_CENTRE, ndtri(phi_alpha + mass * u), z)
+        if upper:
+            z = jnp.where(t > _CENTRE, -ndtri(phi_minus_beta + mass * (1 - u)), z)
     z = jnp.clip(z, alpha, beta)
     return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))
