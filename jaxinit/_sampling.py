@@ -460,9 +460,17 @@ def _truncated_law(
     else:
         t = anchor - 2 * mass * (1 - u) if upper_anchor else anchor + 2 * mass * u
         z = jnp.multiply(np.array(np.sqrt(2), unit.dtype), lax.erf_inv(t))
-        if lower:
+        if lower and upper:  # one ndtri for both tails
+            in_lower = t < 0
+            tail = ndtri(
+                jnp.where(
+                    in_lower, phi_alpha + mass * u, phi_minus_beta + mass * (1 - u)
+                )
+            )
+            z = jnp.where(abs(t) > _CENTRE, jnp.where(in_lower, tail, -tail), z)
+        elif lower:
             z = jnp.where(t < -_CENTRE, ndtri(phi_alpha + mass * u), z)
-        if upper:
+        elif upper:
             z = jnp.where(t > _CENTRE, -ndtri(phi_minus_beta + mass * (1 - u)), z)
     z = jnp.clip(z, alpha, beta)
     return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))
