@@ -397,10 +397,11 @@ def trunc_normal_plan(
     if is_flat(alpha, beta, (b - a) / std, draw_dtype):
         _check_reach(owner, dtype, mean, std, math.inf, a, b)
         return "uniform", (a, _width(owner, dtype, a, b), *clip)
-    if np.isinf(draw_dtype.type(std)):
+    if std > float(np.finfo(draw_dtype).max):
         raise ValueError(
-            f"{owner}: std={std:g} exceeds the largest {draw_dtype.name} and the "
-            f"density is not flat across [a, b] = [{a}, {b}]; rescale the problem"
+            f"{owner}: std={std:g} exceeds the largest {draw_dtype.name}, in which "
+            f"the law (not flat across [a, b] = [{a}, {b}]) is drawn; enable "
+            "jax_enable_x64 and ask for float64"
         )
     if is_unreachable(alpha, beta):
         _check_reach(owner, dtype, mean, std, _NORMAL_REACH[draw_dtype], a, b)
