@@ -319,7 +319,7 @@ def _erf(z: float) -> float:
     return math.erf(z / math.sqrt(2.0))
 
 
-def _interval_mass(alpha: float, beta: float) -> float:
+def interval_mass(alpha: float, beta: float) -> float:
     """``Phi(beta) - Phi(alpha)`` without cancellation.
 
     Tail differences on one side of 0, half a sum of two erfs across it.
@@ -406,7 +406,7 @@ def trunc_normal_plan(
     if is_unreachable(alpha, beta):
         _check_reach(owner, dtype, mean, std, _NORMAL_REACH[draw_dtype], a, b)
         return "clipped_normal", (mean, std, *clip, alpha, beta)
-    mass = _interval_mass(alpha, beta)
+    mass = interval_mass(alpha, beta)
     if mass < _MIN_MASS[draw_dtype]:
         raise ValueError(
             f"{owner}: [a, b] = [{a}, {b}] lies so far in the tail of N({mean}, "
