@@ -312,3 +312,14 @@ def test_bounds_past_the_range_but_out_of_reach_are_fine() -> None:
     assert np.isfinite(values).all() and np.abs(values).max() < 6
     law = scipy.stats.norm()
     assert_ks(values.astype(np.float64), law)
+
+
+def test_report_theory_of_a_flat_trunc_normal_is_uniform() -> None:
+    """The CLI's theory used 1 - Phi - Phi: std 0 at std 1e7, a crash at 1e30."""
+    from jaxinit import _report
+
+    for std in (1e3, 1e7, 1e30):
+        mean, spread = _report._trunc_moments(0.0, std, -2.0, 2.0)
+        law = _TruncNormalLaw(0.0, std, -2.0, 2.0)
+        assert math.isclose(spread, math.sqrt(law.var()), rel_tol=1e-7), std
+        assert abs(mean) < 1e-12
