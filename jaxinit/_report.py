@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
-from . import _basic, _scaled, _structured
+from . import _basic, _sampling, _scaled, _structured
 from ._fans import calculate_fan_in_and_fan_out
 from ._gain import calculate_gain
 from ._typing import Initializer
@@ -107,10 +107,6 @@ def _phi(x: float) -> float:
     return math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi) if math.isfinite(x) else 0.0
 
 
-def _cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
 def _normal_density(mean: float, std: float, weight: float = 1.0) -> Density:
     def density(x: Values) -> Values:
         z = (x - mean) / std
@@ -126,8 +122,24 @@ def _uniform_density(low: float, high: float) -> Density:
     return density
 
 
+def _is_flat(mean: float, std: float, low: float, high: float) -> bool:
+    """Whether the truncated normal is U[low, high] (the sampler's float32 test)."""
+    alpha, beta = (low - mean) / std, (high - mean) / std
+    return _sampling.is_flat(alpha, beta, (high - low) / std, np.dtype(np.float32))
+
+
+def _closed_uniform_density(low: float, high: float) -> Density:
+    def density(x: Values) -> Values:
+        return np.where((x >= low) & (x <= high), 1.0 / (high - low), 0.0)
+
+    return density
+
+
 def _trunc_density(mean: float, std: float, low: float, high: float) -> Density:
-    mass = _cdf((high - mean) / std) - _cdf((low - mean) / std)
+    if _is_flat(mean, std, low, high):
+        return _closed_uniform_density(low, high)
+    # Phi differences that do not cancel when the interval is near the mean.
+    mass = _sampling.interval_mass((low - mean) / std, (high - mean) / std)
     normal = _normal_density(mean, std, 1.0 / mass)
 
     def density(x: Values) -> Values:
@@ -139,8 +151,10 @@ def _trunc_density(mean: float, std: float, low: float, high: float) -> Density:
 def _trunc_moments(
     mean: float, std: float, low: float, high: float
 ) -> tuple[float, float]:
+    if _is_flat(mean, std, low, high):
+        return (low + high) / 2, (high - low) / math.sqrt(12.0)
     alpha, beta = (low - mean) / std, (high - mean) / std
-    mass = _cdf(beta) - _cdf(alpha)
+    mass = _sampling.interval_mass(alpha, beta)
     shift = (_phi(alpha) - _phi(beta)) / mass
     # x * phi(x) -> 0 at +-inf.
     tails = (alpha * _phi(alpha) if math.isfinite(alpha) else 0.0) - (

@@ -8,6 +8,8 @@ values in [0, 1)), and the bounds hold for the exact Python numbers the user gav
 
 import math
 import statistics
+from collections.abc import Sequence
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -48,15 +50,17 @@ def unit_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax
 
 
 def centred_unit(unit: jax.Array) -> jax.Array:
-    """U[0, 1) float32 moved to (-1, 1), as jax.random.normal does."""
-    low = jnp.float32(np.nextafter(np.float32(-1.0), np.float32(0.0)))
-    return lax.max(low, unit * (jnp.float32(1.0) - low) + low)
+    """U[0, 1) moved to (-1, 1), as jax.random.normal does (float32 or float64)."""
+    dtype = unit.dtype
+    low = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype))
+    return lax.max(low, unit * (np.array(1.0, dtype) - low) + low)
 
 
 def normal_from_unit(unit: jax.Array) -> jax.Array:
-    """A float32 standard normal ``sqrt(2) * erfinv(u)``, u from centred_unit."""
-    z: jax.Array = jnp.float32(np.sqrt(2)) * lax.erf_inv(centred_unit(unit))
-    return z
+    """A standard normal ``sqrt(2) * erfinv(u)``, u from centred_unit."""
+    return jnp.multiply(
+        np.array(np.sqrt(2), unit.dtype), lax.erf_inv(centred_unit(unit))
+    )
 
 
 def standard_normal(
@@ -104,16 +108,30 @@ def _check_reach(
     mean: float,
     std: float,
     z: float,
-    low: float,
-    high: float,
+    a: float = -math.inf,
+    b: float = math.inf,
 ) -> None:
-    """Raises ValueError if draws in [low, high] can overflow ``dtype`` to inf."""
+    """Raises ValueError if draws can leave ``dtype``'s finite range.
+
+    The draws lie within ``mean +- z * std`` and within ``[a, b]``. A bound they
+    can reach must itself fit the dtype (the check ``uniform`` makes on its
+    bounds): past it, values would be clipped onto the dtype's largest value.
+    Elsewhere it is ``mean +- z * std`` that must fit, or values would be inf.
+    """
+    low, high = mean - z * std, mean + z * std
+    if a >= low:
+        check_representable(owner, "a", a, dtype)
+        low = a
+    if b <= high:
+        check_representable(owner, "b", b, dtype)
+        high = b
     largest = largest_finite(dtype)
-    if max(abs(low), abs(high)) > largest:
+    if max(-low, high) > largest:
         raise ValueError(
             f"{owner}: draws reach [{low:.4g}, {high:.4g}] (mean {mean:g} +- {z:.3g} "
             f"std, std={std:g}), beyond the largest {dtype.name} ({largest:g}), where "
-            "they would be inf; use a wider dtype, a smaller std or finite bounds"
+            f"they would be inf; use a wider dtype, a smaller std or bounds within "
+            f"[-{largest:g}, {largest:g}]"
         )
 
 
@@ -137,6 +155,81 @@ def constant(
     return jnp.full(shape, value, dtype)
 
 
+# The laws. A law maps U[0, 1) draws at the draw dtype (``compute_dtype``) and
+# its parameters, given as arrays, to values of the output dtype. The samplers
+# below and init_tree's batched programs call the same law functions with the
+# parameters as runtime values in both (``runtime``), so both run the same
+# arithmetic: were the parameters constants, XLA would rewrite it differently
+# in each program (it folds ``(u - 1) * 1 + a`` into ``u + (a - 1)``, drops
+# ``0 + x``) and the bits would differ.
+class Law(Protocol):
+    """``law(unit, params, dtype)``: values of ``dtype`` from U[0, 1) draws."""
+
+    def __call__(
+        self, unit: jax.Array, p: Sequence[jax.Array], dtype: np.dtype
+    ) -> jax.Array: ...
+
+
+# A plan: the name of a law (or "constant", or "truncated") and its parameters.
+Plan = tuple[str, tuple[float, ...]]
+
+
+def uniform_law(unit: jax.Array, p: Sequence[jax.Array], dtype: np.dtype) -> jax.Array:
+    """``a + width * u`` rounded to ``dtype``, clipped to ``[lo, hi]``."""
+    a, width, lo, hi = p[:4]
+    return jnp.clip(
+        (a + width * unit).astype(dtype), lo.astype(dtype), hi.astype(dtype)
+    )
+
+
+def normal_law(unit: jax.Array, p: Sequence[jax.Array], dtype: np.dtype) -> jax.Array:
+    """``mean + scale * erfinv(2u - 1)``, with ``scale = std * sqrt(2)``."""
+    mean, scale = p[:2]
+    return (mean + scale * lax.erf_inv(centred_unit(unit))).astype(dtype)
+
+
+def clipped_normal_law(
+    unit: jax.Array, p: Sequence[jax.Array], dtype: np.dtype
+) -> jax.Array:
+    """A normal clipped to standardized ``[z_lo, z_hi]``, then to ``[lo, hi]``."""
+    mean, std, lo, hi, z_lo, z_hi = p[:6]
+    z = jnp.clip(normal_from_unit(unit), z_lo, z_hi)
+    return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))
+
+
+LAWS: dict[str, Law] = {
+    "uniform": uniform_law,
+    "normal": normal_law,
+    "clipped_normal": clipped_normal_law,
+}
+
+
+def runtime(params: Sequence[float], dtype: np.dtype) -> list[jax.Array]:
+    """Law parameters as ``dtype`` scalars that XLA cannot constant-fold."""
+    values = lax.optimization_barrier(jnp.asarray(params, dtype))  # type: ignore[no-untyped-call]
+    return [values[i] for i in range(len(params))]
+
+
+def draw(
+    key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, plan: Plan
+) -> jax.Array:
+    """Draws ``shape`` values of ``dtype`` by a plan from the ``*_plan`` functions."""
+    law, params = plan
+    if law == "constant":
+        return jnp.full(shape, params[0], dtype)
+    draw_dtype = compute_dtype(dtype)
+    unit = unit_uniform(key, shape, draw_dtype)
+    if law == "truncated":
+        return _truncated_law(unit, params, dtype)
+    return LAWS[law](unit, runtime(params, draw_dtype), dtype)
+
+
+def constant_plan(owner: str, dtype: np.dtype, value: float) -> Plan:
+    """The constant ``value`` of a floating ``dtype``; errors if it overflows."""
+    check_representable(owner, "val", value, dtype)
+    return "constant", (value,)
+
+
 def uniform(
     owner: str,
     key: jax.Array,
@@ -146,21 +239,18 @@ def uniform(
     b: float,
 ) -> jax.Array:
     """U[a, b): every value v satisfies a <= v < b for the Python floats a, b."""
-    if a == b:
-        return constant(owner, a, shape, dtype)
-    a, width, lo, hi = uniform_params(owner, dtype, a, b)
-    u = unit_uniform(key, shape, compute_dtype(dtype))
-    return jnp.clip((a + width * u).astype(dtype), lo, hi)
+    return draw(key, shape, dtype, uniform_plan(owner, dtype, a, b))
 
 
-def uniform_params(
-    owner: str, dtype: np.dtype, a: float, b: float
-) -> tuple[float, float, float, float]:
-    """The parameters ``(a, b - a, lo, hi)`` of ``U[a, b)`` drawn in ``dtype``.
+def uniform_plan(owner: str, dtype: np.dtype, a: float, b: float) -> Plan:
+    """The plan of ``U[a, b)`` drawn in ``dtype``: ``uniform_law``'s parameters.
 
     Values are clipped to [lo, hi], the dtype values inside [a, b); ValueError
-    if there are none or the interval is too wide for the draw dtype.
+    if a bound overflows the dtype, if there is no such value or if the interval
+    is too wide for the draw dtype.
     """
+    if a == b:
+        return constant_plan(owner, dtype, a)
     check_representable(owner, "a", a, dtype)
     check_representable(owner, "b", b, dtype)
     lo, hi = round_up(a, dtype), round_down(b, dtype, strict=True)
@@ -169,6 +259,11 @@ def uniform_params(
             f"{owner}: no {dtype.name} value lies in [a, b) = [{a}, {b}); widen the "
             "interval or use a wider dtype"
         )
+    return "uniform", (a, _width(owner, dtype, a, b), float(lo), float(hi))
+
+
+def _width(owner: str, dtype: np.dtype, a: float, b: float) -> float:
+    """``b - a``; ValueError if the draw dtype cannot hold it."""
     draw_dtype = compute_dtype(dtype)
     width = b - a
     largest = float(np.finfo(draw_dtype).max)  # float32 or float64: numpy knows both
@@ -177,7 +272,7 @@ def uniform_params(
             f"{owner}: b - a = {width} exceeds the largest {draw_dtype.name} "
             f"({largest}); narrow the interval"
         )
-    return a, width, float(lo), float(hi)
+    return width
 
 
 def normal(
@@ -189,18 +284,29 @@ def normal(
     std: float,
 ) -> jax.Array:
     """N(mean, std**2), untruncated, drawn at float32 and rounded."""
+    return draw(key, shape, dtype, normal_plan(owner, dtype, mean, std))
+
+
+def normal_plan(owner: str, dtype: np.dtype, mean: float, std: float) -> Plan:
+    """The plan of N(mean, std**2) in ``dtype``; errors if it cannot be drawn.
+
+    ``normal_law`` takes ``std * sqrt(2)`` rounded to the draw dtype, the
+    product XLA used to fold from constants, so the values are those of
+    ``mean + std * jax.random.normal``.
+    """
     check_normal(owner, dtype, mean, std)
     if std == 0:
-        return constant(owner, mean, shape, dtype)
-    z = standard_normal(key, shape, compute_dtype(dtype))
-    return (mean + std * z).astype(dtype)
+        return constant_plan(owner, dtype, mean)
+    draw_type = compute_dtype(dtype).type
+    with np.errstate(over="ignore", under="ignore"):
+        scale = float(draw_type(std) * draw_type(math.sqrt(2.0)))
+    return "normal", (mean, scale)
 
 
 def check_normal(owner: str, dtype: np.dtype, mean: float, std: float) -> None:
     """Raises ValueError if N(mean, std**2) cannot be drawn in ``dtype``."""
     check_representable(owner, "mean", mean, dtype)
-    reach = _NORMAL_REACH[compute_dtype(dtype)]
-    _check_reach(owner, dtype, mean, std, reach, mean - reach * std, mean + reach * std)
+    _check_reach(owner, dtype, mean, std, _NORMAL_REACH[compute_dtype(dtype)])
 
 
 def _phi(x: float) -> float:
@@ -208,12 +314,21 @@ def _phi(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-def _interval_mass(alpha: float, beta: float) -> float:
+def _erf(z: float) -> float:
+    """``erf(z / sqrt(2)) = 2 Phi(z) - 1``, accurate near 0."""
+    return math.erf(z / math.sqrt(2.0))
+
+
+def interval_mass(alpha: float, beta: float) -> float:
+    """``Phi(beta) - Phi(alpha)`` without cancellation.
+
+    Tail differences on one side of 0, half a sum of two erfs across it.
+    """
     if alpha >= 0:
         return _phi(-alpha) - _phi(-beta)
     if beta <= 0:
         return _phi(beta) - _phi(alpha)
-    return 1.0 - _phi(alpha) - _phi(-beta)
+    return (_erf(beta) - _erf(alpha)) / 2
 
 
 def is_unreachable(alpha: float, beta: float) -> bool:
@@ -221,70 +336,24 @@ def is_unreachable(alpha: float, beta: float) -> bool:
     return alpha <= -_UNREACHABLE_STD and beta >= _UNREACHABLE_STD
 
 
-def truncated_standard_normal(
-    key: jax.Array,
-    shape: tuple[int, ...],
-    draw_dtype: np.dtype,
-    alpha: float,
-    beta: float,
-) -> jax.Array:
-    """Standard normal truncated to [alpha, beta], by the inverse CDF.
+def is_flat(alpha: float, beta: float, width: float, draw_dtype: np.dtype) -> bool:
+    """Whether the density is flat across ``[alpha, beta]`` for the draw dtype.
 
-    One uniform u picks the quantile ``Phi(alpha) + p * u``. Quantiles below 1/2
-    go through ``ndtri`` directly; the others through the upper tail
-    ``Phi(-beta) + p * (1 - u)``, so neither tail loses precision to 1 - q
-    rounding (the cause of jax.random.truncated_normal's values at the bound).
+    Flat: ``z**2 / 2`` varies by at most half the draw dtype's epsilon over the
+    interval (``width = beta - alpha``, computed unrounded). The law is then
+    ``U[a, b]``: its CDF differs from the truncated normal's by less than a
+    quarter of that, below the resolution of the uniform draws.
     """
-    if is_unreachable(alpha, beta):
-        z = standard_normal(key, shape, draw_dtype)
-        return jnp.clip(z, alpha, beta)
-    mass = _interval_mass(alpha, beta)
-    # Midpoints of jax's uniform grid, so u lies in (0, 1): u == 0 (one float32
-    # draw in 2**23) would give ndtri(0) = -inf when alpha = -inf.
-    half_step = float(np.finfo(draw_dtype).eps) / 2
-    u = unit_uniform(key, shape, draw_dtype) + half_step
-    lower = _phi(alpha) + mass * u
-    upper_tail = _phi(-beta) + mass * (1 - u)
-    use_lower = lower <= 0.5
-    quantile = ndtri(jnp.where(use_lower, lower, upper_tail))
-    return jnp.clip(jnp.where(use_lower, quantile, -quantile), alpha, beta)
+    nearest = 0.0 if alpha <= 0 <= beta else min(abs(alpha), abs(beta))
+    farthest = max(abs(alpha), abs(beta))
+    # The spread of z**2 / 2 over the interval, written to not cancel.
+    spread = farthest**2 / 2 if nearest == 0 else width * (farthest + nearest) / 2
+    return spread <= float(np.finfo(draw_dtype).eps) / 2
 
 
-def trunc_normal_params(
-    owner: str, dtype: np.dtype, mean: float, std: float, a: float, b: float
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The clip bounds ``(lo, hi)`` in ``dtype`` and standardized ``(alpha, beta)``.
-
-    ValueError if no ``dtype`` value lies in [a, b], if the draw dtype cannot
-    resolve the interval's probability, or if draws on an unbounded side can
-    overflow ``dtype`` (``a < b`` assumed).
-    """
-    lo, hi = round_up(a, dtype), round_down(b, dtype)
-    if lo > hi:
-        raise ValueError(
-            f"{owner}: no {dtype.name} value lies in [a, b] = [{a}, {b}]; widen the "
-            "interval or use a wider dtype"
-        )
-    alpha, beta = (a - mean) / std, (b - mean) / std
-    draw_dtype = compute_dtype(dtype)
-    if _interval_mass(alpha, beta) < _MIN_MASS[draw_dtype]:
-        raise ValueError(
-            f"{owner}: [a, b] = [{a}, {b}] lies so far in the tail of N({mean}, "
-            f"{std}**2) (standardized [{alpha:.4g}, {beta:.4g}]) that "
-            f"{draw_dtype.name} "
-            "cannot resolve its probability; enable jax_enable_x64 and ask for "
-            "float64, or move mean closer to the interval"
-        )
-    if math.isinf(a) or math.isinf(b):
-        # The farthest quantile the sampler reaches on an unbounded side.
-        far = _interval_mass(alpha, beta) * float(np.finfo(draw_dtype).eps) / 2
-        reach = 1.01 * max(
-            _NORMAL_REACH[draw_dtype], -statistics.NormalDist().inv_cdf(far)
-        )
-        low = mean - reach * std if math.isinf(a) else a
-        high = mean + reach * std if math.isinf(b) else b
-        _check_reach(owner, dtype, mean, std, reach, low, high)
-    return lo, hi, alpha, beta
+# Where the truncated sampler switches from the quantile of 2 Phi(z) - 1 around
+# the mean to the tail quantiles: |2 Phi(z) - 1| = 1/2, |z| = 0.674.
+_CENTRE = 0.5
 
 
 def trunc_normal(
@@ -298,10 +367,111 @@ def trunc_normal(
     b: float,
 ) -> jax.Array:
     """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
+    return draw(key, shape, dtype, trunc_normal_plan(owner, dtype, mean, std, a, b))
+
+
+def trunc_normal_plan(
+    owner: str, dtype: np.dtype, mean: float, std: float, a: float, b: float
+) -> Plan:
+    """The plan of N(mean, std**2) conditioned on [a, b] (``a <= b``) in ``dtype``.
+
+    A constant when ``a == b``; ``U[a, b]`` (the ``uniform`` law, clipped to the
+    dtype values in [a, b]) when the density is flat across the interval; a
+    clipped normal when both bounds are beyond 9 std; the inverse CDF otherwise.
+    ValueError if ``mean`` or a bound the draws reach overflows ``dtype``, if no
+    ``dtype`` value lies in [a, b], if the draw dtype cannot resolve the
+    interval's probability, or if draws on an unbounded side can overflow.
+    """
     check_representable(owner, "mean", mean, dtype)
     if a == b:
-        return constant(owner, a, shape, dtype)
-    lo, hi, alpha, beta = trunc_normal_params(owner, dtype, mean, std, a, b)
+        return constant_plan(owner, dtype, a)
+    lo, hi = round_up(a, dtype), round_down(b, dtype)
+    if lo > hi:
+        raise ValueError(
+            f"{owner}: no {dtype.name} value lies in [a, b] = [{a}, {b}]; widen the "
+            "interval or use a wider dtype"
+        )
+    alpha, beta = (a - mean) / std, (b - mean) / std
     draw_dtype = compute_dtype(dtype)
-    z = truncated_standard_normal(key, shape, draw_dtype, alpha, beta)
-    return jnp.clip((mean + std * z).astype(dtype), lo, hi)
+    clip = (float(lo), float(hi))
+    if is_flat(alpha, beta, (b - a) / std, draw_dtype):
+        _check_reach(owner, dtype, mean, std, math.inf, a, b)
+        return "uniform", (a, _width(owner, dtype, a, b), *clip)
+    if std > float(np.finfo(draw_dtype).max):
+        raise ValueError(
+            f"{owner}: std={std:g} exceeds the largest {draw_dtype.name}, in which "
+            f"the law (not flat across [a, b] = [{a}, {b}]) is drawn; enable "
+            "jax_enable_x64 and ask for float64"
+        )
+    if is_unreachable(alpha, beta):
+        _check_reach(owner, dtype, mean, std, _NORMAL_REACH[draw_dtype], a, b)
+        return "clipped_normal", (mean, std, *clip, alpha, beta)
+    mass = interval_mass(alpha, beta)
+    if mass < _MIN_MASS[draw_dtype]:
+        raise ValueError(
+            f"{owner}: [a, b] = [{a}, {b}] lies so far in the tail of N({mean}, "
+            f"{std}**2) (standardized [{alpha:.4g}, {beta:.4g}]) that "
+            f"{draw_dtype.name} "
+            "cannot resolve its probability; enable jax_enable_x64 and ask for "
+            "float64, or move mean closer to the interval"
+        )
+    # The farthest quantile the sampler reaches (u is at least eps / 2 from 0, 1).
+    far = mass * float(np.finfo(draw_dtype).eps) / 2
+    reach = 1.01 * max(_NORMAL_REACH[draw_dtype], -statistics.NormalDist().inv_cdf(far))
+    _check_reach(owner, dtype, mean, std, reach, a, b)
+    # The centre form anchors 2 Phi(z) - 1 at the bound nearer the mean.
+    erf_alpha, erf_beta = _erf(alpha), _erf(beta)
+    upper_anchor = abs(erf_beta) < abs(erf_alpha)
+    forms = (
+        erf_alpha < -_CENTRE,
+        erf_alpha < _CENTRE and erf_beta > -_CENTRE,
+        erf_beta > _CENTRE,
+    )
+    return "truncated", (
+        mean, std, *clip, alpha, beta,
+        _phi(alpha), _phi(-beta), mass,
+        erf_beta if upper_anchor else erf_alpha, float(upper_anchor),
+        *(float(form) for form in forms),
+    )  # fmt: skip
+
+
+def _truncated_law(
+    unit: jax.Array, params: tuple[float, ...], dtype: np.dtype
+) -> jax.Array:
+    """The inverse CDF of the standard normal truncated to [alpha, beta].
+
+    ``u`` is taken at the midpoints of the uniform grid, in (0, 1): ``u == 0``
+    would give ``ndtri(0) = -inf`` for ``alpha = -inf``. Each quantile is formed
+    where it keeps its precision: ``Phi(alpha) + mass * u`` in the lower tail,
+    ``Phi(-beta) + mass * (1 - u)`` in the upper (no ``1 - q`` rounding, the
+    cause of jax.random.truncated_normal's values at the bound), and
+    ``t = 2 Phi(z) - 1``, anchored at the bound nearer the mean, around the
+    mean, where ``Phi`` itself is near 1/2 and a small mass would cancel.
+    """
+    upper_anchor, *forms = (bool(flag) for flag in params[10:])
+    lower, centre, upper = forms
+    p = runtime(params[:10], unit.dtype)
+    mean, std, lo, hi, alpha, beta, phi_alpha, phi_minus_beta, mass, anchor = p
+    u = unit + float(np.finfo(unit.dtype).eps) / 2
+    # Without the centre form the interval lies in one tail: one form only.
+    if lower and not centre:
+        z = ndtri(phi_alpha + mass * u)
+    elif upper and not centre:
+        z = -ndtri(phi_minus_beta + mass * (1 - u))
+    else:
+        t = anchor - 2 * mass * (1 - u) if upper_anchor else anchor + 2 * mass * u
+        z = jnp.multiply(np.array(np.sqrt(2), unit.dtype), lax.erf_inv(t))
+        if lower and upper:  # one ndtri for both tails
+            in_lower = t < 0
+            tail = ndtri(
+                jnp.where(
+                    in_lower, phi_alpha + mass * u, phi_minus_beta + mass * (1 - u)
+                )
+            )
+            z = jnp.where(abs(t) > _CENTRE, jnp.where(in_lower, tail, -tail), z)
+        elif lower:
+            z = jnp.where(t < -_CENTRE, ndtri(phi_alpha + mass * u), z)
+        elif upper:
+            z = jnp.where(t > _CENTRE, -ndtri(phi_minus_beta + mass * (1 - u)), z)
+    z = jnp.clip(z, alpha, beta)
+    return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))

@@ -77,6 +77,8 @@ class _Orthogonal(LayoutInitializer):
         return axes, torch_shape, batch, rows, cols
 
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        # An entry of a Haar matrix can be +-1 (always, on a 1-wide side).
+        _sampling.check_representable(self.name, "gain", self.gain, dtype)
         axes, torch_shape, batch, rows, cols = self._matrix(shape)
         # QR runs at float32 at least: LAPACK (and torch) have no half-precision QR.
         draw = jax.random.normal(
@@ -95,6 +97,7 @@ class _Orthogonal(LayoutInitializer):
         # A tall-skinny QR over row blocks when every device gets a tall block;
         # otherwise (batch axes, one device, uneven or too short blocks) the full
         # QR of the base class, which every device runs whole.
+        _sampling.check_representable(self.name, "gain", self.gain, dtype)
         axes, torch_shape, batch, rows, cols = self._matrix(shape)
         mesh = _mesh_of(out_sharding)
         wide = rows < cols

@@ -128,66 +128,37 @@ def _plan(
 ) -> _Plan | None:
     """The batched law of a leaf, or None when it must be drawn by its own call.
 
-    The parameters are exactly those the initializer's own ``_generate`` uses.
+    The plan is the one the initializer's own call draws by (the same
+    ``_sampling`` planner, so the same parameters and the same errors, raised
+    here).
     """
     if dtype not in (np.float32, jnp.bfloat16, np.float16):
         return None  # float64 draws 64-bit bits; integers only for constants
     if isinstance(init, _Constant):
-        return _constant_plan(init.name, dtype, init.val)
+        return _batched(_sampling.constant_plan(init.name, dtype, init.val))
     if isinstance(init, _Uniform):
-        return _uniform_plan(init.name, dtype, init.a, init.b)
+        return _batched(_sampling.uniform_plan(init.name, dtype, init.a, init.b))
     if isinstance(init, _Normal):
-        return _normal_plan(init.name, dtype, init.mean, init.std)
+        return _batched(_sampling.normal_plan(init.name, dtype, init.mean, init.std))
     if isinstance(init, _TruncNormal):
-        if init.std == 0 or init.a == init.b:
-            return None
         law = (init.mean, init.std, init.a, init.b)
-        try:
-            _sampling.check_representable(init.name, "mean", init.mean, dtype)
-            lo, hi, alpha, beta = _sampling.trunc_normal_params(init.name, dtype, *law)
-        except ValueError:
-            return None  # the initializer's own call raises the error
-        if not _sampling.is_unreachable(alpha, beta):
-            return None
-        clipped = (init.mean, init.std, float(lo), float(hi), alpha, beta)
-        return _Plan("clipped_normal", clipped)
+        return _batched(_sampling.trunc_normal_plan(init.name, dtype, *law))
     if isinstance(init, _FanScaled):
         fan_in, fan_out = init.axes(shape).fans(shape)
         std = init.std(fan_in, fan_out)
         if init.distribution == "normal":
-            return _normal_plan(init.name, dtype, 0.0, std)
+            return _batched(_sampling.normal_plan(init.name, dtype, 0.0, std))
         bound = math.sqrt(3.0) * std
-        return _uniform_plan(init.name, dtype, -bound, bound)
+        return _batched(_sampling.uniform_plan(init.name, dtype, -bound, bound))
     return None
 
 
-def _constant_plan(owner: str, dtype: np.dtype, value: float) -> _Plan | None:
-    try:
-        _sampling.check_representable(owner, "val", value, dtype)
-    except ValueError:
-        return None  # the initializer's own call raises the error
-    return _Plan("constant", (value,))
-
-
-def _uniform_plan(owner: str, dtype: np.dtype, a: float, b: float) -> _Plan | None:
-    if a == b:
-        return _constant_plan(owner, dtype, a)
-    try:
-        a, width, lo, hi = _sampling.uniform_params(owner, dtype, a, b)
-    except ValueError:
-        return None  # the initializer's own call raises the error
-    return _Plan("uniform", (a, width, lo, hi, 0.0, 0.0))
-
-
-def _normal_plan(owner: str, dtype: np.dtype, mean: float, std: float) -> _Plan | None:
-    try:
-        _sampling.check_normal(owner, dtype, mean, std)
-    except ValueError:
+def _batched(plan: _sampling.Plan) -> _Plan | None:
+    """A sampler's plan padded to ``_PARAMS``; None for laws drawn per leaf."""
+    law, params = plan
+    if law != "constant" and law not in _LAWS:
         return None
-    if std == 0:
-        return _Plan("constant", (mean,))
-    folded = float(np.float32(std) * np.float32(np.sqrt(2)))
-    return _Plan("normal", (mean, folded, 0.0, 0.0, 0.0, 0.0))
+    return _Plan(law, params + (0.0,) * (_PARAMS - len(params)))
 
 
 def _leaf_key_words(key: jax.Array, paths: Sequence[Path]) -> np.ndarray:
@@ -208,39 +179,8 @@ def _leaf_key_words(key: jax.Array, paths: Sequence[Path]) -> np.ndarray:
 
 
 _LAWS = ("uniform", "normal", "clipped_normal")
-
-
-def _uniform_law(unit: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
-    # _sampling.uniform.
-    a, width, lo, hi = p[:4]
-    return jnp.clip(
-        (a + width * unit).astype(dtype), lo.astype(dtype), hi.astype(dtype)
-    )
-
-
-def _normal_law(unit: jax.Array, p: list[jax.Array], dtype: np.dtype) -> jax.Array:
-    # XLA folds the constants of the initializer's own program
-    # mean + std * (sqrt(2) * erf_inv(u)) into mean + (std * sqrt(2)) * erf_inv(u);
-    # the plan passes std * sqrt(2), rounded to float32, to give the same bits.
-    mean, folded_std = p[:2]
-    erf_inv = lax.erf_inv(_sampling.centred_unit(unit))
-    return (mean + folded_std * erf_inv).astype(dtype)
-
-
-def _clipped_normal_law(
-    unit: jax.Array, p: list[jax.Array], dtype: np.dtype
-) -> jax.Array:
-    # _sampling.trunc_normal when both bounds are beyond the normal's reach.
-    mean, std, lo, hi, z_lo, z_hi = p
-    z = jnp.clip(_sampling.normal_from_unit(unit), z_lo, z_hi)
-    return jnp.clip((mean + std * z).astype(dtype), lo.astype(dtype), hi.astype(dtype))
-
-
-_LAW_FNS = {
-    "uniform": _uniform_law,
-    "normal": _normal_law,
-    "clipped_normal": _clipped_normal_law,
-}
+# The samplers' own law functions: each leaf runs its own call's arithmetic.
+_LAW_FNS = {name: _sampling.LAWS[name] for name in _LAWS}
 
 
 def _apply_law(
