@@ -197,7 +197,8 @@ def test_nnx_jit_stays_traced() -> None:
 def test_out_sharding_keeps_its_path() -> None:
     init = jaxinit.uniform()
     key = jax.random.key(0)
-    mesh = jax.make_mesh((2,), ("x",), devices=jax.devices()[:2])
+    auto = (jax.sharding.AxisType.Auto,)
+    mesh = jax.make_mesh((2,), ("x",), axis_types=auto, devices=jax.devices()[:2])
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x"))
     with spy_eager() as drawn:
         placed = init(key, (32, 16), out_sharding=sharding)
