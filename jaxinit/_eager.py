@@ -31,7 +31,7 @@ _ROWS = 64
 # On CPU, LLVM's optimization level 1 halves the compile (0.25 s instead of
 # 0.5 s for a law) and runs as fast; the tests check that the bits are the same.
 _draw_block_cpu = jax.jit(
-    _draw_block.__wrapped__,
+    _draw_block.__wrapped__,  # type: ignore[attr-defined]
     static_argnums=(0, 1),
     compiler_options={"xla_backend_optimization_level": 1},
 )
@@ -117,7 +117,8 @@ def draw(
 
 def _platform(key: jax.Array) -> str:
     (device,) = key.sharding.device_set
-    return str(device.platform)
+    platform: str = getattr(device, "platform", "")
+    return platform
 
 
 def _place(host: np.ndarray, key: jax.Array | None) -> jax.Array:

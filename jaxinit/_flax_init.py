@@ -14,9 +14,9 @@ one program (~80 ms a leaf on CPU). Here:
 4. When that replay cannot stand in for the module (other collections such as
    ``batch_stats`` or caches, parameters created under lifted transforms such as
    ``nn.scan``, initializers that read traced inputs), the module's own code runs
-   instead, in one jit of ``module.apply(..., mutable=True)`` that receives the
-   parameters drawn so far and makes the rest as ``module.init`` does (those
-   parameters then use the module's ``params`` stream, split from ``key``).
+   instead: ``module.init`` in one jit, whose ``Scope.param`` hands out the
+   parameters drawn so far and lets the module make the rest as it always does
+   (those parameters then use the module's ``params`` stream of ``key``).
 
 Flax is imported inside the functions, so importing this module never needs it.
 """
@@ -41,9 +41,15 @@ class _Call(NamedTuple):
 
 
 @contextlib.contextmanager
-def _recording() -> Iterator[dict[Path, _Call]]:
-    """Records every parameter a linen module creates, by path (not thread-safe)."""
-    from flax.core import scope as flax_scope
+def _params_hook(
+    prefilled: Mapping[Path, Any] | None = None,
+) -> Iterator[dict[Path, _Call]]:
+    """Wraps linen's ``Scope.param`` (not thread-safe).
+
+    Records the call that creates each parameter, by path; a parameter in
+    ``prefilled`` takes that value instead of calling its initializer.
+    """
+    from flax.core import meta, scope as flax_scope
 
     calls: dict[Path, _Call] = {}
     original = flax_scope.Scope.param
@@ -59,6 +65,11 @@ def _recording() -> Iterator[dict[Path, _Call]]:
         if not self.has_variable("params", name):
             path = (*(str(part) for part in self.path), name)
             calls.setdefault(path, _Call(init_fn, init_args, init_kwargs))
+            if prefilled is not None and path in prefilled:
+                self.reserve(name, "params")
+                value = prefilled[path]
+                self.put_variable("params", name, value)
+                return meta.unbox(value) if unbox else value
         return original(self, name, init_fn, *init_args, unbox=unbox, **init_kwargs)
 
     flax_scope.Scope.param = param  # type: ignore[method-assign]
@@ -68,11 +79,9 @@ def _recording() -> Iterator[dict[Path, _Call]]:
         flax_scope.Scope.param = original  # type: ignore[method-assign]
 
 
-def _jaxinit_init(
-    call: _Call, abstract: Any, boxed: bool
-) -> InitializerBase | None:
+def _jaxinit_init(call: _Call, abstract: Any, boxed: bool) -> InitializerBase | None:
     """The jaxinit initializer behind a recorded call, if init_tree can draw it."""
-    init_fn = call.init_fn
+    init_fn: Any = call.init_fn
     if boxed:
         init_fn = getattr(init_fn, "__wrapped__", None)  # nn.with_partitioning
     if not isinstance(init_fn, InitializerBase) or call.kwargs:
@@ -105,7 +114,7 @@ def init(
     def abstract_init(key: jax.Array) -> Any:
         return module.init(key, *args, method=method, **kwargs)
 
-    with _recording() as calls:
+    with _params_hook() as calls:
         abstract = jax.eval_shape(abstract_init, key)
     flatten: Any = traverse_util.flatten_dict  # untyped in flax
     unflatten: Any = traverse_util.unflatten_dict
@@ -132,22 +141,29 @@ def init(
     replayable = set(abstract) <= {"params"} and len(params) + len(others) == len(
         shapes
     )
-    replayable = replayable and not _has_tracer([tuple(c) for c in others.values()])
-    if replayable:
+    if replayable and not _has_tracer([tuple(c) for c in others.values()]):
         try:
-            params.update(_replay(key, others))
-        except jax.errors.UnexpectedTracerError:
-            replayable = False  # an initializer closes over a traced input
+            params.update(_replay(key, others, shapes))
+        except (jax.errors.UnexpectedTracerError, _Mismatch):
+            replayable = False  # e.g. made under nn.scan, or reads a traced input
+    else:
+        replayable = False
     if replayable:
         variables: Any = {"params": unflatten(params)}
     else:
-        variables = _apply(module, key, unflatten(params), args, kwargs, method)
+        variables = _apply(module, key, params, args, kwargs, method)
     if isinstance(abstract, FrozenDict):
         return freeze(variables)
     return variables
 
 
-def _replay(key: jax.Array, calls: Mapping[Path, _Call]) -> dict[Path, Any]:
+class _Mismatch(Exception):
+    """A recorded call does not make the parameter module.init made."""
+
+
+def _replay(
+    key: jax.Array, calls: Mapping[Path, _Call], abstract: Mapping[Path, Any]
+) -> dict[Path, Any]:
     """Every recorded call with its path's key, in one jit."""
     if not calls:
         return {}
@@ -158,6 +174,18 @@ def _replay(key: jax.Array, calls: Mapping[Path, _Call]) -> dict[Path, Any]:
             for path, call in calls.items()
         }
 
+    made = jax.eval_shape(draw, key)
+    for path, value in made.items():
+        same_tree: bool = jax.tree.structure(value) == jax.tree.structure(
+            abstract[path]
+        )
+        if not same_tree or any(
+            (a.shape, a.dtype) != (b.shape, b.dtype)
+            for a, b in zip(
+                jax.tree.leaves(value), jax.tree.leaves(abstract[path]), strict=True
+            )
+        ):
+            raise _Mismatch(path)
     drawn: dict[Path, Any] = jax.jit(draw)(key)
     return drawn
 
@@ -165,24 +193,15 @@ def _replay(key: jax.Array, calls: Mapping[Path, _Call]) -> dict[Path, Any]:
 def _apply(
     module: Any,
     key: jax.Array,
-    params: Any,
+    params: Mapping[Path, Any],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     method: Any,
 ) -> Any:
-    """The module's own init, in one jit, around the parameters already drawn."""
+    """The module's own init, in one jit, taking the parameters already drawn."""
 
-    from flax.core import DenyList
-
-    def run(params: Any, key: Any) -> Any:
-        _, variables = module.apply(
-            {"params": params},
-            *args,
-            rngs={"params": key},
-            method=method,
-            mutable=DenyList("intermediates"),  # as module.init
-            **kwargs,
-        )
-        return variables
+    def run(params: Mapping[Path, Any], key: jax.Array) -> Any:
+        with _params_hook(params):
+            return module.init(key, *args, method=method, **kwargs)
 
     return jax.jit(run)(params, key)
