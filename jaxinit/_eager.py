@@ -38,13 +38,15 @@ _draw_block_cpu = jax.jit(
 
 
 def is_concrete(key: jax.Array | None) -> bool:
-    """Whether no trace is active and ``key`` is a concrete threefry key.
+    """Whether no trace or mesh is active and ``key`` is a concrete threefry key.
 
     A concrete key captured from outside a ``jax.jit`` is still drawn inside
     the trace: the draw belongs in the caller's program, not baked into it as
-    a constant.
+    a constant. Under a mesh context (``jax.set_mesh``) XLA compiles the
+    initializer's own program differently (the normal law's constants are not
+    folded the same way), so those calls keep that program and its bits.
     """
-    if not _top_level():
+    if not _top_level() or not jax.sharding.get_abstract_mesh().empty:
         return False
     if key is None:
         return True
@@ -54,12 +56,18 @@ def is_concrete(key: jax.Array | None) -> bool:
 
 
 def _top_level() -> bool:
+    """No trace is active, nor a legacy ``with mesh:`` context (private API)."""
     try:
-        from jax._src import core
+        from jax._src import core, mesh
     except ImportError:  # pragma: no cover - jax moved its trace state
         return False
-    is_top_level = getattr(getattr(core, "trace_ctx", None), "is_top_level", None)
-    return bool(is_top_level()) if is_top_level is not None else False
+    try:
+        return bool(
+            core.trace_ctx.is_top_level()
+            and mesh.thread_resources.env.physical_mesh.empty
+        )
+    except AttributeError:  # pragma: no cover - likewise
+        return False
 
 
 def draw(

@@ -402,3 +402,16 @@ def test_scanned_layers_fall_back_to_the_module() -> None:
     assert_same_law(
         kernels, np.asarray(module.init(KEY, x)["params"]["layers"]["dense"]["kernel"])
     )
+
+
+def test_mesh_context_keeps_its_path() -> None:
+    # Under jax.set_mesh, XLA compiles the initializer's own program differently;
+    # eager calls there keep it, so they still equal the jitted calls there.
+    init = jaxinit.normal(std=0.02)
+    key = jax.random.key(0)
+    mesh = jax.make_mesh((1,), ("model",), devices=jax.devices()[:1])
+    with jax.set_mesh(mesh), spy_eager() as drawn:
+        eager = init(key, (512, 64))
+        jitted = jax.jit(lambda k: init(k, (512, 64)))(key)
+    assert drawn == []
+    np.testing.assert_array_equal(_bits(eager), _bits(jitted))
