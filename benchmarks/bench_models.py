@@ -8,7 +8,10 @@ float32). First call: each side in a fresh process (no persistent compilation
 cache), timing only the init call, imports excluded: the median of
 ``--first-runs`` such processes per side. Steady state: median of ``--runs``
 calls in one process, round-robin.
-Run: ``python benchmarks/bench_models.py``.
+Run: ``python benchmarks/bench_models.py``; ``--common`` measures the common
+path instead (a GPT-2 small built as users build it: eager nnx,
+``jaxinit.flax.init``, ``jax.jit(module.init)``, ``nnx.jit``, torch; see
+``common_path.py``).
 """
 
 import argparse
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import common_path
 from _common import markdown_table, ratio, run_script
 from models import MODELS, Leaf, flax_shape, param_count
 
@@ -210,7 +214,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--first-runs", type=int, default=3)
     parser.add_argument("--model", action="append", choices=list(MODELS))
+    parser.add_argument("--common", action="store_true")
     args = parser.parse_args()
+    if args.common:
+        print(common_path.run(args.first_runs))
+        return
     if args.first:
         print(json.dumps(first_call(*args.first)))
         return

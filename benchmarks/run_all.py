@@ -16,6 +16,7 @@ import bench_memory
 import bench_models
 import bench_prng
 import bench_sharding
+import common_path
 from _common import machine
 
 
@@ -40,6 +41,7 @@ def main() -> None:
     section("Bit generators", bench_prng.run(runs=runs))
     first_runs = 1 if args.quick else 3
     section("Whole model", bench_models.run(max(3, runs - 2), first_runs=first_runs))
+    section("Common path: GPT-2 small as users build it", common_path.run(first_runs))
     section("Sharded memory per device", bench_sharding.run())
     section(
         "Sharded whole model (GPT-2 small)",

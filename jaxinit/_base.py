@@ -61,6 +61,15 @@ class InitializerBase:
                 )
                 return empty
             return jnp.zeros(dims, resolved, out_sharding=out_sharding)
+        if out_sharding is None:
+            # Outside any trace, init_tree's shape-independent programs draw the
+            # laws they batch, with the same bits (see _eager).
+            from . import _eager
+
+            if _eager.is_concrete(key):
+                drawn = _eager.draw(self, key, dims, resolved)
+                if drawn is not None:
+                    return drawn
         # One compiled program per (initializer, shape, dtype): eager calls run the
         # same XLA code as jitted ones, so both give the same bits.
         result: jax.Array = _generate_jit(self, key, dims, resolved, out_sharding)

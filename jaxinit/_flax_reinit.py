@@ -156,7 +156,7 @@ def _unbox(leaf: Any) -> Any:
     return leaf.unbox() if isinstance(leaf, meta.AxisMetadata) else leaf
 
 
-def _linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding | None:
+def linen_placement(owner: str, path: Path, leaf: Any) -> jax.sharding.Sharding | None:
     """Where a linen parameter's new value goes.
 
     A value boxed by ``nn.with_partitioning`` goes where its names say, on its
@@ -240,7 +240,7 @@ def _reinit_linen(
     shardings = {
         path: where
         for path in chosen
-        if (where := _linen_placement(owner, path, params[path])) is not None
+        if (where := linen_placement(owner, path, params[path])) is not None
     }
     traced = {
         path: spec
