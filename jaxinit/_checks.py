@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from . import _compat
+
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -244,7 +246,7 @@ def sharding_fits(
     if sharding is None:
         return
     if isinstance(sharding, jax.sharding.PartitionSpec):
-        spec, axis_sizes = sharding, dict(jax.sharding.get_abstract_mesh().shape)
+        spec, axis_sizes = sharding, _compat.context_mesh_axes()
     elif isinstance(sharding, jax.sharding.NamedSharding):
         spec, axis_sizes = sharding.spec, dict(sharding.mesh.shape)
     elif isinstance(sharding, jax.sharding.Sharding):

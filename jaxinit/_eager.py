@@ -20,7 +20,7 @@ import math
 import jax
 import numpy as np
 
-from . import _bits
+from . import _bits, _compat
 from ._base import InitializerBase
 from ._tree import _ROW, _aligned_empty, _draw_block, _plan
 
@@ -46,7 +46,7 @@ def is_concrete(key: jax.Array | None) -> bool:
     initializer's own program differently (the normal law's constants are not
     folded the same way), so those calls keep that program and its bits.
     """
-    if not _top_level() or not jax.sharding.get_abstract_mesh().empty:
+    if not _top_level() or _compat.context_mesh_axes():
         return False
     if key is None:
         return True

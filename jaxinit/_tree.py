@@ -48,7 +48,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 from jax.typing import DTypeLike
 
-from . import _bits, _checks, _sampling
+from . import _bits, _checks, _compat, _sampling
 from ._base import InitializerBase
 from ._basic import _Constant, _Normal, _TruncNormal, _Uniform
 from ._scaled import _FanScaled
@@ -753,7 +753,7 @@ def _draw_jobs(
         if mesh is None:
             # On the default device, also under a caller's jax.set_mesh(mesh)
             # (which would replicate the block over that mesh).
-            with jax.set_mesh(None):
+            with _compat.mesh_context(None):
                 block: jax.Array = _draw_block(
                     dtype,
                     laws,
@@ -768,7 +768,7 @@ def _draw_jobs(
             rows_sharding,
         )
         # The rows' own mesh, also under a caller's jax.set_mesh(other mesh).
-        with jax.set_mesh(mesh):
+        with _compat.mesh_context(mesh):
             drawn: jax.Array = _draw_strided(dtype, laws, law_index, *args)
         return drawn
 
@@ -861,7 +861,7 @@ class _Shard:
             return self.buffer.reshape(self.job.shape)
         job = self.job
         # On its blocks' device, also under a caller's jax.set_mesh(mesh).
-        with jax.set_mesh(None):
+        with _compat.mesh_context(None):
             shard: jax.Array = _assemble(
                 job.segments,
                 job.rows.take.size,
@@ -911,7 +911,7 @@ def _cut_lockstep(
     last = (job.start + job.rows.take.size - 1) // _BLOCK_ROWS
     blocks = tuple(kept[i] for i in range(first, last + 1))
     offset = np.int32(job.start - first * _BLOCK_ROWS)
-    with jax.set_mesh(mesh):
+    with _compat.mesh_context(mesh):
         cut = _assemble_lanes(
             mesh, job.segments, job.rows.take.size, job.shape, blocks, offset
         )
@@ -974,7 +974,7 @@ def _assemble_lanes(
         return _cut(segments, rows, shape, blocks, offset)
 
     rows_spec = PartitionSpec("rows")  # type: ignore[no-untyped-call]
-    cut: jax.Array = jax.shard_map(
+    cut: jax.Array = _compat.shard_map(
         local,
         mesh=mesh,
         in_specs=(rows_spec, PartitionSpec()),  # type: ignore[no-untyped-call]

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec
 
+from . import _compat
+
 # Orthonormality needs full float32 products on accelerators, whose default
 # float32 matmul precision is lower (bf16 passes on TPU, TF32 on GPU).
 _EXACT = jax.lax.Precision.HIGHEST
@@ -115,6 +117,8 @@ def orthonormal_columns(matrix: jax.Array, mesh: Mesh | AbstractMesh) -> jax.Arr
         signs = jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(product.dtype)
         return jnp.matmul(q_block, product * signs, precision=_EXACT)
 
-    mapped = jax.shard_map(local, mesh=mesh, in_specs=rows_spec, out_specs=rows_spec)
+    mapped = _compat.shard_map(
+        local, mesh=mesh, in_specs=rows_spec, out_specs=rows_spec
+    )
     result: jax.Array = mapped(matrix)
     return result
