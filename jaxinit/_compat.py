@@ -25,10 +25,14 @@ def context_mesh_axes() -> dict[str, int]:
 def mesh_context(mesh: jax.sharding.Mesh | None) -> Iterator[None]:
     """``jax.set_mesh(mesh)`` (None: no mesh) where jax has it; else nothing."""
     set_mesh = getattr(jax, "set_mesh", None)
-    if set_mesh is None:  # jax < 0.7: no mesh context could have been set
-        yield
+    if set_mesh is None or (mesh is None and not context_mesh_axes()):
+        yield  # jax < 0.7 has no mesh context; None: there is none to leave
         return
-    with set_mesh(mesh):
+    try:
+        context: contextlib.AbstractContextManager[Any] = set_mesh(mesh)
+    except ValueError:  # jax < 0.9 cannot set None: draws follow the caller's mesh
+        context = contextlib.nullcontext()
+    with context:
         yield
 
 
