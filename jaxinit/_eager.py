@@ -8,8 +8,9 @@ kaiming_*, constants) is drawn instead by ``_tree._draw_block``, whose compiled
 program depends only on the dtype, the law and the block size: ``_ROWS`` rows of
 ``_tree._ROW`` values, each row a stretch of the leaf's own stream under the key
 given. Blocks are copied into one aligned host buffer that the device then uses
-(in place on CPU), with the next block drawn meanwhile. Constants are filled on
-the host.
+in place, with the next block drawn meanwhile. Constants are filled on the host.
+That is the CPU backend's fast path (host memory is device memory); on other
+backends eager calls keep the initializer's own program, on the device.
 
 The bits are those of the initializer's own program (``_tree``'s module notes
 say why), so eager, jitted and vmapped calls still agree exactly.
@@ -28,7 +29,7 @@ from ._tree import _ROW, _aligned_empty, _draw_block, _plan
 # last, partly used block wastes little; large enough that dispatch is cheap.
 _ROWS = 64
 
-# On CPU, LLVM's optimization level 1 halves the compile (0.25 s instead of
+# LLVM's optimization level 1 halves the compile (0.25 s instead of
 # 0.5 s for a law) and runs as fast; the tests check that the bits are the same.
 _draw_block_cpu = jax.jit(
     _draw_block.__wrapped__,  # type: ignore[attr-defined]
@@ -84,6 +85,11 @@ def draw(
     size = math.prod(shape)
     if size >= 2**32:
         return None  # counters need 64 bits
+    platform = _platform(key) if key is not None else jax.default_backend()
+    if platform != "cpu":
+        # The blocks are assembled in host memory, which is device memory only
+        # on CPU; elsewhere the initializer's own program draws on the device.
+        return None
     plan = _plan(init, shape, dtype)
     if plan is None:
         return None
@@ -101,11 +107,10 @@ def draw(
     params = np.broadcast_to(np.asarray(plan.params, np.float32), (_ROWS, 6))
     pairs = np.arange(_ROWS, dtype=np.uint32) * np.uint32(_ROW // 2)
     laws = (plan.law,)
-    program = _draw_block_cpu if _platform(key) == "cpu" else _draw_block
 
     def dispatch(first_row: int) -> jax.Array:
         start = np.uint32(first_row * (_ROW // 2))
-        block: jax.Array = program(
+        block: jax.Array = _draw_block_cpu(
             dtype, laws, np.int32(0), key_words, pairs + start, params
         )
         return block
