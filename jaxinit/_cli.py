@@ -72,11 +72,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m jaxinit``."""
-    return _build()[0]
-
-
 def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The parser and its ``show`` sub-parser (which reports usage errors)."""
     parser = argparse.ArgumentParser(
