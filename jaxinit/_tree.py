@@ -531,7 +531,8 @@ def _shard_rows(shape: tuple[int, ...], index: tuple[slice, ...]) -> _Rows:
             group = last - 1
             count, stride = n[group], elem_strides[group]
             starts += lo[group] * stride
-            for axis in range(group):
+            # Outer axes last, so that they vary slowest: row-major order.
+            for axis in reversed(range(group)):
                 offsets = (lo[axis] + np.arange(n[axis])) * elem_strides[axis]
                 starts = (offsets[:, None] + starts[None, :]).reshape(-1)
     pairs = _ROW // 2
