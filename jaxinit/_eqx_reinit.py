@@ -1,8 +1,10 @@
 """Re-initialization of Equinox models by rules, and torch's defaults as rules.
 
-The rule planning, path keys and drawing are ``_flax_reinit``'s framework-neutral
-pieces; this module only walks an Equinox model and writes the new leaves back.
-Equinox is imported inside the functions, so importing this module never needs it.
+Rule planning, path keys, drawing and the whole-model contract are ``_reinit``'s;
+this module walks an Equinox model into its leaves (parameters, the initial
+state ``eqx.nn.StateIndex`` holds, parameters tied by ``eqx.nn.Shared`` under
+every path that reaches them) and writes the new leaves back. Equinox is
+imported inside the functions, so importing this module never needs it.
 """
 
 import dataclasses
@@ -11,12 +13,25 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _basic, _optional, _scaled, torch_defaults
-from ._base import LayoutInitializer
-from ._reinit import ParamShapes, Path, Rules, check_rules, draw, placement, plan
-from ._typing import Initializer
+from ._base import InitializerBase, LayoutInitializer, place
+from ._reinit import (
+    Derived,
+    Leaf,
+    ParamShapes,
+    Path,
+    Rules,
+    _set_stacked,
+    check_rules,
+    fill,
+    full,
+    placement,
+    spectral_start,
+)
+from ._typing import Initializer, OutSharding
 
 
 def require_equinox(owner: str) -> Any:
@@ -103,32 +118,155 @@ def own_ranks(module: Any) -> dict[str, int]:
 def in_torch_layout(init: Initializer) -> Initializer:
     """``init`` read in Equinox's torch layout.
 
-    Initializers that name their own axes are returned unchanged (a copy is made
-    otherwise: the user's initializer is a frozen value and stays as given).
+    A jaxinit layout initializer that names no axes of its own gets
+    ``layout="torch"`` (a copy: the user's initializer is a frozen value and
+    stays as given); one that names its axes is used as given. Any other
+    initializer (``jax.nn.initializers``, a function of your own) is called as
+    Flax calls a ``kernel_init``: on the Flax layout of the weight,
+    ``(*kernel, in, out)``, and the result is transposed back to Equinox's
+    ``(out, in, *kernel)`` (``FlaxLayout``), so that its fans are Flax's and
+    hence torch's.
     """
     if not isinstance(init, LayoutInitializer):
-        return init
+        if isinstance(init, InitializerBase):
+            return init
+        return FlaxLayout(init)
     if init.in_axis is not None or init.out_axis is not None or init.batch_axis:
         return init
     return dataclasses.replace(init, layout="torch")
 
 
+@dataclasses.dataclass(frozen=True)
+class FlaxLayout:
+    """An initializer written for Flax's ``(*kernel, in, out)`` layout.
+
+    It draws a torch-layout ``(out, in, *kernel)`` weight on the transposed
+    shape and transposes back; arrays of rank < 2 are drawn as they are.
+    """
+
+    init: Callable[..., jax.Array]
+
+    def __call__(
+        self,
+        key: jax.Array,
+        shape: Sequence[int],
+        dtype: Any = None,
+        out_sharding: OutSharding = None,
+    ) -> jax.Array:
+        if out_sharding is not None:
+            return place(lambda key: self(key, shape, dtype), key, out_sharding)
+        shape = tuple(shape)
+        if len(shape) < 2:
+            return self.init(key, shape, dtype)
+        flax_shape = (*shape[2:], shape[1], shape[0])
+        rank = len(shape)
+        drawn = self.init(key, flax_shape, dtype)
+        return jnp.transpose(drawn, (rank - 1, rank - 2, *range(rank - 2)))
+
+
+class _Mark:
+    """Stands for a leaf of an ``eqx.nn.Shared`` pytree, to follow where and get."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+def _shared_aliases(shared: Any, path: Path) -> dict[Path, Path]:
+    """``{path of a tied slot: path of the leaf it takes}`` for ``eqx.nn.Shared``.
+
+    ``where`` and ``get`` are run on a copy of the pytree whose leaves are
+    markers; a ``get`` that computes (``jnp.transpose``) cannot run on them,
+    and its slots are not followed.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(shared.pytree)
+    marks = [
+        _Mark((*path, "pytree", *(_part(entry) for entry in key_path)))
+        for key_path, _ in leaves
+    ]
+    marked = jax.tree_util.tree_unflatten(treedef, marks)
+    try:
+        slots = jax.tree.leaves(shared.where(marked))
+        sources = jax.tree.leaves(shared.get(marked))
+    except Exception:  # a get that computes on its values
+        return {}
+    return {
+        slot.path: source.path
+        for slot, source in zip(slots, sources, strict=False)
+        if isinstance(slot, _Mark) and isinstance(source, _Mark)
+    }
+
+
+def _leaves(model: Any) -> tuple[list[tuple[Path, Any]], list[Leaf]]:
+    """Every module (children first) and every array leaf of an Equinox model.
+
+    Floating arrays are parameters, except the initial state an
+    ``eqx.nn.StateIndex`` holds (running statistics, spectral norm's vectors);
+    other arrays (integer, boolean) are state. ``eqx.nn.State`` objects in the
+    tree are left alone. A leaf tied by ``eqx.nn.Shared`` also has the paths
+    of the slots that take it.
+    """
+    eqx = require_equinox("walk")
+    modules: list[tuple[Path, Any]] = []
+    leaves: dict[Path, Leaf] = {}
+    aliases: dict[Path, Path] = {}
+
+    def visit(node: Any, path: Path, state: bool) -> None:
+        state = state or isinstance(node, eqx.nn.StateIndex)
+        if isinstance(node, eqx.nn.Shared):
+            aliases.update(_shared_aliases(node, path))
+
+        def stop(child: Any) -> bool:
+            return child is not node and (
+                isinstance(child, eqx.Module | eqx.nn.State) or _is_array(child)
+            )
+
+        children = jax.tree_util.tree_flatten_with_path(node, is_leaf=stop)[0]
+        for key_path, child in children:
+            child_path = path + tuple(_part(entry) for entry in key_path)
+            if isinstance(child, eqx.nn.State):
+                continue
+            if isinstance(child, eqx.Module) and child is not node:
+                visit(child, child_path, state)
+            elif _is_array(child):
+                param = not state and is_param(child)
+                leaves[child_path] = Leaf([child_path], child, param=param)
+        if isinstance(node, eqx.Module):
+            modules.append((path, node))
+
+    visit(model, (), False)
+    for slot, source in aliases.items():
+        if source in leaves:
+            leaves[source].paths.append(slot)
+    return modules, list(leaves.values())
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, jax.Array | jax.ShapeDtypeStruct | np.ndarray)
+
+
 def run(owner: str, model: Any, key: jax.Array, tiers: Sequence[Rules]) -> Any:
-    """Re-draws the parameters the rules name; returns the new model."""
+    """Re-draws the leaves the rules name and fills abstract ones.
+
+    Returns the new model (see ``_reinit.fill`` for the contract).
+    """
     require_equinox(owner)
     for rules in tiers:
         check_rules(owner, rules)
-    modules, params = walk(model)
-    shapes = {path: tuple(value.shape) for path, value in params.items()}
-    chosen = plan(modules, shapes, tiers, own_ranks=own_ranks, adapt=in_torch_layout)
-    if not chosen:
+    modules, leaves = _leaves(model)
+    _set_stacked(modules, leaves, own_ranks)
+    new = fill(
+        owner,
+        key,
+        leaves,
+        modules,
+        [_wrapper_rules(), *tiers],
+        starts=_start_rules(),
+        adapt=in_torch_layout,
+        place=lambda leaf: placement(owner, leaf.home, leaf.value),
+    )
+    if not new:
         return model
-    shardings = {
-        path: where
-        for path in chosen
-        if (where := placement(owner, path, params[path])) is not None
-    }
-    return replace_leaves(model, draw(key, chosen, params, shardings))
+    return replace_leaves(model, {leaves[i].home: value for i, value in new.items()})
 
 
 def get_leaf(model: Any, path: Path) -> Any:
@@ -234,6 +372,20 @@ def _norm(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
     return {"weight": inits["scale_init"], "bias": inits["bias_init"]}
 
 
+# BatchNorm's running statistics (either mode): torch's reset_running_stats.
+_RUNNING = {
+    "ema_state_index/init/0": _basic.zeros(),
+    "ema_state_index/init/1": _basic.ones(),
+    "batch_state_index/init/0": _basic.zeros(),
+    "batch_state_index/init/1": _basic.ones(),
+    "batch_counter/init": _basic.zeros(),
+}
+
+
+def _batch_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    return {**_norm(module, shapes), **_RUNNING}
+
+
 def _prelu(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
     slope = torch_defaults.prelu()["negative_slope_init"]
     return {"negative_slope": _basic.constant(slope)}
@@ -251,6 +403,58 @@ def torch_rules() -> dict[Any, Any]:
         nn.MultiheadAttention: _attention,
         nn.GRUCell: _cell(torch_defaults.gru_cell),
         nn.LSTMCell: _cell(torch_defaults.lstm_cell),
-        (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm): _norm,
+        (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm): _norm,
+        nn.BatchNorm: _batch_norm,
         nn.PReLU: _prelu,
+    }
+
+
+def _start_rules() -> Rules:
+    """Equinox's start of abstract state that no rule names.
+
+    BatchNorm's: the running statistics torch's, 0 and 1; the counter 0; the
+    "first call" flag set.
+    """
+    eqx = require_equinox("torch_rules")
+    return {eqx.nn.BatchNorm: {**_RUNNING, "ema_first_time_index/init": full(True)}}
+
+
+def _wrapper_rules() -> Rules:
+    """Weight and spectral norm derive their leaves from the wrapped weight.
+
+    ``WeightNorm``'s ``g`` is the norm of the weight over every axis but
+    ``axis`` (torch's ``weight_norm`` and Equinox's own start): the effective
+    weight is the drawn one. ``SpectralNorm``'s ``u`` and ``v`` are torch's
+    start (``spectral_start``: normalized ``N(0, 1)`` vectors and 15 power
+    iterations), on the weight as an ``(out, -1)`` matrix, as Equinox uses it.
+    """
+    eqx = require_equinox("torch_rules")
+    return {
+        eqx.nn.WeightNorm: _weight_norm,
+        eqx.nn.SpectralNorm: _spectral_norm,
+    }
+
+
+def _weight_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    axis = module.axis
+
+    def make(key: jax.Array, weight: jax.Array) -> jax.Array:
+        squares = jnp.square(weight.astype(jnp.float32))
+        others = tuple(
+            a for a in range(weight.ndim) if axis is None or a != axis % weight.ndim
+        )
+        return jnp.sqrt(jnp.sum(squares, axis=others, keepdims=True))
+
+    return {"g": Derived(f"layer/{module.weight_name}", make)}
+
+
+def _spectral_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    def make(key: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+        u, v, _ = spectral_start(key, jnp.reshape(weight, (weight.shape[0], -1)))
+        return u, v
+
+    source = f"layer/{module.weight_name}"
+    return {
+        "uv_index/init/0": Derived(source, make, 0),
+        "uv_index/init/1": Derived(source, make, 1),
     }

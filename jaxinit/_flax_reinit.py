@@ -3,22 +3,31 @@
 Flax is imported inside the functions, so importing this module never needs it.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from . import _basic, _optional, _scaled, torch_defaults
 from ._reinit import (
+    Derived,
+    Leaf,
     ParamShapes,
     Path,
     Rules,
+    Start,
+    _set_stacked,
     check_rules,
     current_mesh,
-    draw,
+    fill,
+    full,
     placement,
-    plan,
+    rng_key,
+    spectral_start,
 )
 from ._typing import Initializer
 
@@ -118,33 +127,132 @@ def _nnx_names(variable: Any) -> jax.sharding.PartitionSpec | None:
 
 
 def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) -> None:
+    modules, leaves, homes = _nnx_walk(model)
+    _set_stacked(modules, leaves, own_ranks)
+
+    def place(leaf: Leaf) -> jax.sharding.Sharding | None:
+        home = homes[id(leaf)]
+        if isinstance(home, _RawSlot):
+            return placement(owner, leaf.home, leaf.value)
+        return _nnx_placement(owner, leaf.home, home, leaf.value)
+
+    new = fill(
+        owner,
+        key,
+        leaves,
+        modules,
+        [_wrapper_rules(), *tiers],
+        starts=_start_rules(),
+        place=place,
+    )
+    for index, value in new.items():
+        leaf = leaves[index]
+        home = homes[id(leaf)]
+        if isinstance(home, _RawSlot):
+            home.write(value)
+            continue
+        spec = (
+            _traced_spec(leaf.value, _nnx_names(home))
+            if isinstance(leaf.value, jax.core.Tracer)
+            else None
+        )
+        if spec is not None:  # under jit: keep the partition, not a replica
+            value = _constrain(value, spec)
+        home.set_value(value)
+
+
+@dataclasses.dataclass(eq=False)
+class _RawSlot:
+    """Where a bare array of an nnx model lives: an attribute or an item."""
+
+    parent: Any
+    key: Any
+
+    def write(self, value: Any) -> None:
+        from flax import nnx
+
+        if isinstance(self.parent, nnx.Module) or not hasattr(
+            self.parent, "__setitem__"
+        ):
+            setattr(self.parent, self.key, value)
+        else:
+            self.parent[self.key] = value
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, jax.Array | jax.ShapeDtypeStruct | np.ndarray)
+
+
+def _nnx_walk(
+    model: Any,
+) -> tuple[list[tuple[Path, Any]], list[Leaf], dict[int, Any]]:
+    """An nnx model's modules and leaves, every path of each.
+
+    nnx's own listings (``nnx.state``, ``iter_modules``) give a shared node
+    once, under one path; this walk follows every path, so that a parameter
+    tied into another module (``Head(self.wte.embedding)``) is found under
+    both. Attributes are visited in definition order; modules are listed
+    children first (torch's ``model.apply`` order), leaves by first visit,
+    whose path gives the key. ``homes`` maps each leaf to its ``Variable`` or,
+    for a bare array, its ``_RawSlot``.
+    """
+    from flax import nnx
+    from flax.nnx import graphlib
+
+    modules: list[tuple[Path, Any]] = []
+    leaves: list[Leaf] = []
+    homes: dict[int, Any] = {}
+    by_variable: dict[int, Leaf] = {}
+
+    def add(path: Path, value: Any, home: Any, variable: Any = None) -> None:
+        if variable is not None and id(variable) in by_variable:
+            by_variable[id(variable)].paths.append(path)
+            return
+        param = isinstance(variable, nnx.Param)
+        leaf = Leaf([path], value, param=param, start=_nnx_start(variable))
+        leaves.append(leaf)
+        homes[id(leaf)] = home
+        if variable is not None:
+            by_variable[id(variable)] = leaf
+
+    def visit(node: Any, path: Path, ancestors: frozenset[int]) -> None:
+        impl = graphlib.get_node_impl(node)
+        if impl is None or id(node) in ancestors:
+            return
+        children = impl.node_dict(node)
+        order = {name: i for i, name in enumerate(getattr(node, "__dict__", {}))}
+        names = sorted(children, key=lambda name: order.get(name, len(order)))
+        inside = ancestors | {id(node)}
+        for name in names:
+            if isinstance(name, str) and name.startswith("_pytree__"):
+                continue
+            child, child_path = children[name], (*path, name)
+            if isinstance(child, nnx.Variable):
+                value = child.get_value()
+                if _is_array(value):
+                    add(child_path, value, child, child)
+            elif _is_array(child):
+                add(child_path, child, _RawSlot(node, name))
+            else:
+                visit(child, child_path, inside)
+        if isinstance(node, nnx.Module):
+            modules.append((path, node))
+
+    visit(model, (), frozenset())
+    return modules, leaves, homes
+
+
+def _nnx_start(variable: Any) -> Start | None:
+    """The start of an abstract nnx variable no rule names, by its type."""
+    if variable is None:
+        return None
     from flax import nnx
 
-    modules = [(tuple(path), module) for path, module in nnx.iter_modules(model)]
-    variables = {
-        tuple(path): variable
-        for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))
-    }
-    values = {path: variable.get_value() for path, variable in variables.items()}
-    shapes = {path: tuple(value.shape) for path, value in values.items()}
-    chosen = plan(modules, shapes, tiers, own_ranks=own_ranks)
-    shardings = {
-        path: where
-        for path in chosen
-        if (where := _nnx_placement(owner, path, variables[path], values[path]))
-        is not None
-    }
-    traced = {
-        path: spec
-        for path in chosen
-        if isinstance(values[path], jax.core.Tracer)
-        and (spec := _traced_spec(values[path], _nnx_names(variables[path])))
-        is not None
-    }
-    for path, new in draw(key, chosen, values, shardings).items():
-        if path in traced:  # under jit: keep the partition, not a replica
-            new = _constrain(new, traced[path])
-        variables[path].set_value(new)
+    if isinstance(variable, nnx.RngKey):
+        return rng_key
+    if isinstance(variable, nnx.RngCount | nnx.Cache):
+        return full(0)  # nnx's own start of counters and decoding caches
+    return None
 
 
 def _unbox(leaf: Any) -> Any:
@@ -210,15 +318,28 @@ def _reinit_linen(
     from flax import linen as nn, traverse_util
     from flax.core import FrozenDict, freeze, meta
 
-    if "params" not in variables:
-        raise ValueError(f"{owner}: variables has no 'params' collection")
-    seen: dict[Path, Any] = {}
+    if not isinstance(variables, Mapping):
+        raise TypeError(
+            f"{owner}: variables must be the mapping of collections module.init "
+            f"returns, got {type(variables).__name__}"
+        )
+    # (path, type) -> module, in order of each one's last completed call: a
+    # child's call ends before its parent's, which gives torch's apply order.
+    seen: dict[tuple[Path, type], Any] = {}
+    own: dict[tuple[str, Path], tuple[int, ...]] = {}  # one copy's shapes
 
     def record(next_fun: Any, call_args: Any, call_kwargs: Any, context: Any) -> Any:
-        # The first call seen at a path is the module that owns it (a wrapper such as
-        # nn.RNN may re-enter a cell under a lifted scope later).
-        seen.setdefault(tuple(context.module.path), context.module)
-        return next_fun(*call_args, **call_kwargs)
+        out = next_fun(*call_args, **call_kwargs)
+        called = context.module
+        path = tuple(called.path)
+        # Transforms (nn.map_variables, nn.vmap) call a stand-in at the root
+        # path whose parent is a scope; share_scope's child has its module.
+        root = type(called) is type(module) or isinstance(called.parent, nn.Module)
+        if path or root:
+            seen.pop((path, type(called)), None)
+            seen[(path, type(called))] = called
+            _own_shapes(called, path, own)
+        return out
 
     rngs = {"params": key, "dropout": key}
 
@@ -233,32 +354,75 @@ def _reinit_linen(
         jax.eval_shape(run, variables)
     flatten: Any = traverse_util.flatten_dict  # untyped in flax
     unflatten: Any = traverse_util.unflatten_dict
-    params = flatten(dict(variables["params"]))
-    values = {tuple(path): _unbox(leaf) for path, leaf in params.items()}
-    shapes = {path: tuple(value.shape) for path, value in values.items()}
-    chosen = plan(list(seen.items()), shapes, tiers, own_ranks=own_ranks)
-    shardings = {
-        path: where
-        for path in chosen
-        if (where := linen_placement(owner, path, params[path])) is not None
-    }
-    traced = {
-        path: spec
-        for path in chosen
-        if isinstance(values[path], jax.core.Tracer)
-        and (spec := _traced_spec(values[path], _names_of(params[path]))) is not None
-    }
-    new_params = dict(params)
-    for path, new in draw(key, chosen, values, shardings).items():
-        if path in traced:  # under jit: keep the partition, not a replica
-            new = _constrain(new, traced[path])
-        leaf = params[path]
-        # Boxed parameters come back in the same box (names, mesh, rules).
-        boxed = isinstance(leaf, meta.AxisMetadata)
-        new_params[path] = leaf.replace_boxed(new) if boxed else new
-    result = dict(variables)
-    result["params"] = unflatten(new_params)
+    boxes: dict[tuple[str, Path], Any] = {}
+    leaves: list[Leaf] = []
+    for collection, tree in variables.items():
+        for path, box in flatten(dict(tree)).items():
+            value = _unbox(box)
+            if not _is_array(value):
+                continue
+            path = tuple(path)
+            boxes[(collection, path)] = box
+            stacked = len(value.shape) - len(own.get((collection, path), value.shape))
+            leaves.append(
+                Leaf(
+                    [path],
+                    value,
+                    param=collection == "params",
+                    stacked=max(stacked, 0),
+                    start=full(0) if collection == "cache" else None,
+                    key_path=None if collection == "params" else (collection, *path),
+                )
+            )
+    where = list(boxes)
+    box_of = {id(leaf): boxes[slot] for leaf, slot in zip(leaves, where, strict=True)}
+
+    def place(leaf: Leaf) -> jax.sharding.Sharding | None:
+        return linen_placement(owner, leaf.paths[0], box_of[id(leaf)])
+
+    new = fill(
+        owner,
+        key,
+        leaves,
+        [(path, called) for (path, _), called in seen.items()],
+        [_wrapper_rules(), *tiers],
+        starts=_start_rules(),
+        place=place,
+    )
+    flat = {collection: flatten(dict(tree)) for collection, tree in variables.items()}
+    for index, value in new.items():
+        collection, path = where[index]
+        box = boxes[(collection, path)]
+        old = leaves[index].value
+        if isinstance(old, jax.core.Tracer):  # under jit: keep the partition
+            spec = _traced_spec(old, _names_of(box))
+            if spec is not None:
+                value = _constrain(value, spec)
+        # Boxed values come back in the same box (names, mesh, rules).
+        boxed = isinstance(box, meta.AxisMetadata)
+        flat[collection][path] = box.replace_boxed(value) if boxed else value
+    result = {collection: unflatten(flat[collection]) for collection in variables}
     return freeze(result) if isinstance(variables, FrozenDict) else result
+
+
+def _own_shapes(
+    module: Any, path: Path, own: dict[tuple[str, Path], tuple[int, ...]]
+) -> None:
+    """Records the shapes a module sees of its own variables: one copy's.
+
+    Inside ``nn.scan`` or ``nn.vmap`` a module sees one slice of the stacked
+    arrays, so the difference in rank is the number of stacked axes, for any
+    module (raw ``self.param`` included).
+    """
+    try:
+        collections = module.variables
+    except Exception:  # pragma: no cover - an unbound or stand-in module
+        return
+    for collection, tree in collections.items():
+        for name, value in tree.items():
+            value = _unbox(value)
+            if _is_array(value):
+                own.setdefault((collection, (*path, name)), tuple(value.shape))
 
 
 def _is_nnx(model: Any) -> bool:
@@ -396,6 +560,14 @@ def _norm(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
     return {"scale": _basic.ones(), "bias": _basic.zeros()}
 
 
+def _batch_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
+    # torch's reset_parameters resets the running statistics too.
+    return {**_norm(module, shapes), **_RUNNING}
+
+
+_RUNNING = {"mean": _basic.zeros(), "var": _basic.ones()}
+
+
 def _prelu(module: Any, shapes: ParamShapes) -> Mapping[str, Initializer]:
     return {"negative_slope": _basic.constant(0.25)}
 
@@ -418,16 +590,104 @@ def torch_rules() -> dict[Any, Any]:
             nnx.OptimizedLSTMCell,
         ): _cell(torch_defaults.lstm_cell),
         (nn.GRUCell, nnx.GRUCell): _cell(torch_defaults.gru_cell),
-        (
-            nn.LayerNorm,
-            nn.GroupNorm,
-            nn.BatchNorm,
-            nn.RMSNorm,
-            nnx.LayerNorm,
-            nnx.GroupNorm,
-            nnx.BatchNorm,
-            nnx.RMSNorm,
-        ): _norm,
+        (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm): _norm,
+        (nnx.LayerNorm, nnx.GroupNorm, nnx.RMSNorm): _norm,
+        (nn.BatchNorm, nnx.BatchNorm): _batch_norm,
         (nn.PReLU, nnx.PReLU): _prelu,
     }
+    return rules
+
+
+def _start_rules() -> Rules:
+    """The start of abstract state no rule names: BatchNorm's, torch's and Flax's."""
+    from flax import linen as nn, nnx
+
+    return {(nn.BatchNorm, nnx.BatchNorm): _RUNNING}
+
+
+# Reparametrizing wrappers: the leaves they derive from the wrapped weight.
+
+
+def _wrapper_rules() -> Rules:
+    """Weight and spectral norm, started from the wrapped layer's (new) weight.
+
+    As torch's ``weight_norm`` and ``spectral_norm`` start them.
+    Weight norm's scale is the norm of the weight over every axis but the
+    feature axes, so the effective weight is the drawn one (torch's
+    ``g = norm_except_dim(v)``; Flax itself starts the scale at ones). Spectral
+    norm's power-iteration state is torch's: ``u``, ``v`` normalized ``N(0, 1)``
+    vectors, 15 power iterations on the weight, ``sigma = u^T W v``.
+    """
+    from flax import linen as nn, nnx
+
+    return {
+        nnx.WeightNorm: _nnx_weight_norm,
+        nn.WeightNorm: _linen_weight_norm,
+        nnx.SpectralNorm: _nnx_spectral_norm,
+        nn.SpectralNorm: _linen_spectral_norm,
+    }
+
+
+def _feature_norm(feature_axes: Any) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Flax weight norm's scale for a weight: its norm over the other axes."""
+
+    def make(key: jax.Array, weight: jax.Array) -> jax.Array:
+        if feature_axes is None:
+            features: tuple[int, ...] = ()
+        else:
+            axes = (feature_axes,) if isinstance(feature_axes, int) else feature_axes
+            features = tuple(sorted(axis % weight.ndim for axis in axes))
+        reduced = tuple(axis for axis in range(weight.ndim) if axis not in features)
+        squares = jnp.square(weight.astype(jnp.float32))
+        return jnp.sqrt(jnp.sum(squares, axis=reduced))
+
+    return make
+
+
+def _nnx_weight_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    scales = module.scales or {}
+    make = _feature_norm(module.feature_axes)
+    return {
+        f"scales/{path}": Derived("layer_instance/" + "/".join(map(str, path)), make)
+        for path in scales
+    }
+
+
+def _linen_weight_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    layer = module.layer_instance
+    prefix, make = f"{layer.name}/", _feature_norm(module.feature_axes)
+    return {
+        name: Derived(
+            (*layer.path, *name[len(prefix) : -len("/scale")].split("/")), make
+        )
+        for name in shapes
+        if name.startswith(prefix) and name.endswith("/scale")
+    }
+
+
+def _flax_spectral(key: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Flax's ``(u, sigma)`` from torch's start: Flax keeps ``u`` of ``W^T``."""
+    matrix = jnp.reshape(kernel, (-1, kernel.shape[-1])).T  # torch's (out, in)
+    u, _, sigma = spectral_start(key, matrix)
+    return u[None, :], sigma
+
+
+def _nnx_spectral_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    rules: dict[str, Any] = {}
+    for path in module.batch_stats or {}:
+        source = "layer_instance/" + "/".join(map(str, path[:-1]))
+        index = {"u": 0, "sigma": 1}[path[-1]]
+        rules[f"batch_stats/{path}"] = Derived(source, _flax_spectral, index)
+    return rules
+
+
+def _linen_spectral_norm(module: Any, shapes: ParamShapes) -> Mapping[str, Any]:
+    layer = module.layer_instance
+    prefix = f"{layer.name}/"
+    rules: dict[str, Any] = {}
+    for name in shapes:
+        head, _, last = name.rpartition("/")
+        if name.startswith(prefix) and last in ("u", "sigma"):
+            source = (*layer.path, *head[len(prefix) :].split("/"))
+            rules[name] = Derived(source, _flax_spectral, {"u": 0, "sigma": 1}[last])
     return rules

@@ -1,21 +1,29 @@
 """The framework-neutral core of re-initialization by rules.
 
-Flax (``_flax_reinit``) and Equinox (``_eqx_reinit``) are thin adapters: each
-lists its modules and parameters, says the rank of one copy of each layer's
-parameters, and writes the drawn values back. Rule checking, planning (rule
-priority, stacked layers), keys, placement and drawing live here.
+Flax (``_flax_reinit``) and Equinox (``_eqx_reinit``) are adapters: each walks
+its model into ``Leaf`` records (every array of the model, parameter or state,
+with every path that reaches it) and the modules that own them, and writes the
+new values back. Everything else is decided here, once for every framework:
+which rule draws which leaf (priority, shared leaves, stacked layers), the
+leaves a wrapper derives from another (weight and spectral norm), the start of
+state, and the whole-model contract (``account_for_every_leaf``): after a call,
+every leaf is drawn by a rule, derived, started, or carried over from a
+concrete input, or the call raises one error listing the others.
 """
 
+import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _base
 from ._tree import init_tree, leaf_key
-from ._typing import Initializer
+from ._typing import Initializer, OutSharding
 
 ParamShapes: TypeAlias = Mapping[str, tuple[int, ...]]
 ModuleAction: TypeAlias = (
@@ -23,10 +31,13 @@ ModuleAction: TypeAlias = (
 )
 Rules: TypeAlias = Mapping[Any, Any]
 Path: TypeAlias = tuple[Any, ...]
-
-OwnRanks: TypeAlias = Callable[[Any], Mapping[str, int]]
+Start: TypeAlias = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
 
 _PATH_RULE, _MODULE_RULE = 1, 0
+# jaxinit laws that draw element by element: a stacked leaf takes them as is.
+_ELEMENTWISE = frozenset(
+    {"uniform", "normal", "trunc_normal", "constant", "zeros", "ones"}
+)
 
 
 def path_string(path: Iterable[Any]) -> str:
@@ -41,6 +52,65 @@ def param_key(key: jax.Array, path: Iterable[Any]) -> jax.Array:
     this one's value unchanged. It is ``init_tree``'s key for the same path.
     """
     return leaf_key(key, tuple(path))
+
+
+@dataclasses.dataclass(eq=False)
+class Leaf:
+    """One array of a model, as an adapter reports it to the core.
+
+    Attributes:
+        paths: every path that reaches the array (a shared parameter has
+            several); rules match any of them. The first is where the
+            framework keeps it; its key is ``key_path``'s.
+        value: the array: concrete, traced, or abstract (``ShapeDtypeStruct``).
+        param: a trainable parameter (path patterns match these); False for
+            state (running statistics, RNG state, caches), which only a module
+            rule naming it redraws.
+        stacked: how many leading axes hold copies of a layer (``nn.scan``,
+            ``nnx.vmap``, ``eqx.filter_vmap``).
+        start: the framework's value for an abstract leaf no rule names:
+            ``start(key, shape, dtype)`` (e.g. an RNG counter's 0).
+        key_path: the path its key is folded from (default ``paths[0]``).
+    """
+
+    paths: list[Path]
+    value: Any
+    param: bool = True
+    stacked: int = 0
+    start: Start | None = None
+    key_path: Path | None = None
+
+    @property
+    def home(self) -> Path:
+        return self.key_path if self.key_path is not None else self.paths[0]
+
+    @property
+    def abstract(self) -> bool:
+        return isinstance(self.value, jax.ShapeDtypeStruct)
+
+    @property
+    def is_key(self) -> bool:
+        return bool(jnp.issubdtype(self.value.dtype, jax.dtypes.prng_key))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Derived:
+    """A leaf a reparametrizing wrapper computes from another leaf.
+
+    ``make(key, source)`` gives the leaf (or, with ``index``, a tuple whose
+    element ``index`` is the leaf) from the source's new value, for one copy
+    of the layer; ``source`` is a path relative to the rule's module (a
+    ``/``-joined string) or an absolute path (a tuple). ``key`` is
+    ``param_key(key, (*source_path, "derived"))``, the same for every leaf
+    derived from one source, so that coupled leaves (spectral norm's u and v)
+    agree. Used by the wrapper rules (weight norm's ``g``, spectral norm's
+    power-iteration vectors); applied when the source is drawn in this call or
+    the leaf is abstract, and otherwise the leaf is carried over.
+    """
+
+    source: str | Path
+    make: Callable[[jax.Array, jax.Array], Any]
+    index: int | None = None
 
 
 def check_rules(owner: str, rules: Rules) -> None:
@@ -71,89 +141,369 @@ def check_rules(owner: str, rules: Rules) -> None:
             )
 
 
-def stacked_axes(
-    modules: Sequence[tuple[Path, Any]],
-    shapes: Mapping[Path, tuple[int, ...]],
-    own_ranks: OwnRanks,
-) -> dict[Path, int]:
-    """How many leading axes each parameter has beyond its layer's own rank.
+# Stacked copies.
 
-    ``nnx.vmap``, linen ``nn.scan``/``nn.vmap`` and ``eqx.filter_vmap`` stack
-    copies of a layer on leading axes; those are batch axes, which no fan may
-    count.
+
+def for_copies(init: Any, count: int) -> Any:
+    """``init`` for ``count`` leading copies of the array it was written for.
+
+    A jaxinit layout initializer takes the copies as batch axes
+    (``_base.stacked``); jaxinit's elementwise laws are unchanged (the law of
+    one element does not depend on the shape); any other initializer (one
+    from ``jax.nn.initializers``, ``eye``, a function of your own) draws each
+    copy on its own shape, with keys ``fold_in(key, i)`` for copy ``i`` (the
+    copies counted in row-major order over the leading axes).
     """
-    counts: dict[Path, int] = {}
-    for module_path, module in modules:
-        for name, rank in own_ranks(module).items():
-            path = (*module_path, name)
-            if path in shapes:
-                counts[path] = max(len(shapes[path]) - rank, 0)
-    return counts
+    if count == 0:
+        return init
+    if isinstance(init, _base.LayoutInitializer):
+        return _base.stacked(init, count)
+    if isinstance(init, _base.InitializerBase) and init.name in _ELEMENTWISE:
+        return init
+    return PerCopy(init, count)
 
 
-def plan(
+@dataclasses.dataclass(frozen=True)
+class PerCopy:
+    """An initializer of one copy, drawn for each of ``count`` leading copies."""
+
+    init: Callable[..., jax.Array]
+    count: int
+
+    def __call__(
+        self,
+        key: jax.Array,
+        shape: Sequence[int],
+        dtype: Any = None,
+        out_sharding: OutSharding = None,
+    ) -> jax.Array:
+        if out_sharding is not None:
+            return _base.place(lambda key: self(key, shape, dtype), key, out_sharding)
+        shape = tuple(shape)
+        copies, one = shape[: self.count], shape[self.count :]
+        keys = copy_keys(key, math.prod(copies))
+        drawn = jax.vmap(lambda k: self.init(k, one, dtype))(keys)
+        return jnp.reshape(drawn, shape)
+
+
+def copy_keys(key: jax.Array, count: int) -> jax.Array:
+    """``fold_in(key, i)`` for each copy ``i``: the keys of stacked copies."""
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        jnp.arange(count, dtype=jnp.uint32)
+    )
+
+
+# Planning: which rule claims which leaf.
+
+
+@dataclasses.dataclass
+class _Claim:
+    priority: tuple[int, int, int, int]
+    action: Any  # an initializer, or a Derived
+    module_path: Path  # the module a module rule matched at; () for path rules
+
+
+def _claims(
     modules: Sequence[tuple[Path, Any]],
-    shapes: Mapping[Path, tuple[int, ...]],
+    leaves: Sequence[Leaf],
     tiers: Sequence[Rules],
-    *,
-    own_ranks: OwnRanks,
-    adapt: Callable[[Initializer], Initializer] | None = None,
-) -> dict[Path, Initializer]:
-    """Which initializer each parameter gets, or none (left untouched).
+) -> dict[int, _Claim]:
+    """The winning rule of every leaf a rule names, by leaf index.
 
     Priority, highest first: path-pattern rules over module rules; among module
-    rules the outer module over the inner one (torch's ``apply`` visits children
-    first, so the parent's function writes last); then later tiers, then later
-    rules within a tier.
-
-    Rules describe one copy of a layer, as a Flax ``kernel_init`` does: a
-    function rule sees each parameter's shape without the leading axes of
-    stacked copies (``nnx.vmap``, ``nn.scan``), and each chosen initializer
-    takes those axes as batch axes. ``own_ranks`` gives a framework's layer
-    ranks; ``adapt`` rewrites each chosen initializer before that (Equinox reads
-    layout initializers in torch layout).
+    rules the module torch's ``model.apply`` visits last (``modules`` are in
+    that order: children before their parent, so the outer module wins, as
+    the parent's function writes last); then later tiers, then later rules
+    within a tier. Path patterns match parameters only; a module rule names
+    any leaf but an RNG key, parameter or state, by its path relative to the
+    module.
     """
-    chosen: dict[Path, tuple[tuple[int, int, int, int], Initializer]] = {}
-    stacked = stacked_axes(modules, shapes, own_ranks)
+    named = {
+        path: index
+        for index, leaf in enumerate(leaves)
+        if not leaf.is_key
+        for path in leaf.paths
+    }
+    under: dict[Path, dict[str, int]] = {}  # module path -> {local name: leaf}
+    for path, index in named.items():
+        for depth in range(len(path)):
+            under.setdefault(tuple(path[:depth]), {})[path_string(path[depth:])] = index
+    chosen: dict[int, _Claim] = {}
 
-    def claim(
-        path: Path, priority: tuple[int, int, int, int], init: Initializer
-    ) -> None:
-        if path not in chosen or chosen[path][0] <= priority:
-            adapted = adapt(init) if adapt is not None else init
-            chosen[path] = (priority, _base.stacked(adapted, stacked.get(path, 0)))
+    def claim(index: int, claim_: _Claim) -> None:
+        if index not in chosen or chosen[index].priority <= claim_.priority:
+            chosen[index] = claim_
 
     for tier, rules in enumerate(tiers):
-        for index, (matcher, action) in enumerate(rules.items()):
+        for order, (matcher, action) in enumerate(rules.items()):
             if isinstance(matcher, str):
                 pattern = re.compile(matcher)
-                for path in shapes:
-                    if pattern.fullmatch(path_string(path)):
-                        claim(path, (_PATH_RULE, 0, tier, index), action)
+                for path, index in named.items():
+                    if leaves[index].param and pattern.fullmatch(path_string(path)):
+                        claim(index, _Claim((_PATH_RULE, 0, tier, order), action, ()))
                 continue
-            for module_path, module in modules:
+            for position, (module_path, module) in enumerate(modules):
                 if not isinstance(module, matcher):
                     continue
-                depth = len(module_path)
-                local = {
-                    path_string(path[depth:]): path
-                    for path in shapes
-                    if len(path) > depth and tuple(path[:depth]) == tuple(module_path)
-                }
-                if isinstance(action, Mapping):
-                    mapping = action
-                else:
-                    mapping = action(
+                local = under.get(tuple(module_path), {})
+                mapping = (
+                    action
+                    if isinstance(action, Mapping)
+                    else action(
                         module,
                         {
-                            name: shapes[p][stacked.get(p, 0) :]
-                            for name, p in local.items()
+                            name: tuple(leaves[i].value.shape)[leaves[i].stacked :]
+                            for name, i in local.items()
                         },
                     )
+                )
                 for name, init in mapping.items():
                     if name in local:
-                        claim(local[name], (_MODULE_RULE, -depth, tier, index), init)
-    return {path: init for path, (_, init) in chosen.items()}
+                        priority = (_MODULE_RULE, position, tier, order)
+                        claim(local[name], _Claim(priority, init, tuple(module_path)))
+    return chosen
+
+
+def _set_stacked(
+    modules: Sequence[tuple[Path, Any]],
+    leaves: Sequence[Leaf],
+    own_ranks: Callable[[Any], Mapping[str, int]],
+) -> None:
+    """Sets ``stacked`` from the rank of one copy of each known layer's leaves."""
+    by_path = {path: leaf for leaf in leaves for path in leaf.paths}
+    for module_path, module in modules:
+        for name, rank in own_ranks(module).items():
+            leaf = by_path.get((*module_path, *name.split("/")))
+            if leaf is not None:
+                leaf.stacked = max(leaf.stacked, len(leaf.value.shape) - rank, 0)
+
+
+def _adapted(
+    init: Initializer, leaf: Leaf, adapt: Callable[[Initializer], Initializer] | None
+) -> Initializer:
+    adapted = adapt(init) if adapt is not None else init
+    return for_copies(adapted, leaf.stacked)  # type: ignore[no-any-return]
+
+
+# The whole-model contract.
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a call does to one leaf.
+
+    ``how`` is one of ``"drawn"`` (by ``init``), ``"derived"`` (by ``derived``
+    from leaf ``source``), ``"started"`` (by ``init``, the framework's start of
+    an abstract leaf) and ``"carried"`` (unchanged).
+    """
+
+    how: str
+    init: Any = None
+    derived: Derived | None = None
+    source: int | None = None
+
+
+def account_for_every_leaf(
+    owner: str,
+    leaves: Sequence[Leaf],
+    chosen: Mapping[int, _Claim],
+    starts: Mapping[int, _Claim],
+    by_path: Mapping[Path, int],
+) -> list[Outcome]:
+    """The one place that decides every leaf's fate, or raises.
+
+    A leaf is drawn by the rule that claims it; or derived, when a wrapper
+    derives it and its source is drawn in this call or it is abstract; or
+    carried over, when it is concrete; or started, when the framework (or
+    torch) has a start for it; and otherwise it is listed in the one
+    ``ValueError`` the call raises.
+    """
+    outcomes: dict[int, Outcome] = {}
+    derived_from: dict[int, tuple[Derived, int]] = {}
+    for index, claim in chosen.items():
+        if not isinstance(claim.action, Derived):
+            outcomes[index] = Outcome("drawn", init=claim.action)
+            continue
+        named = claim.action.source
+        path = (
+            tuple(named)
+            if isinstance(named, tuple)
+            else (*claim.module_path, *named.split("/"))
+        )
+        if path in by_path:
+            derived_from[index] = (claim.action, by_path[path])
+    missing: set[int] = set()
+    for index, leaf in enumerate(leaves):
+        if index in outcomes or index in derived_from:
+            continue
+        if not leaf.abstract:
+            outcomes[index] = Outcome("carried")
+        elif index in starts:
+            outcomes[index] = Outcome("started", init=starts[index].action)
+        elif leaf.start is not None:
+            outcomes[index] = Outcome("started", init=leaf.start)
+        else:
+            missing.add(index)
+    for index, (derived, source) in derived_from.items():
+        if source in missing:
+            missing.add(index)  # derived from a leaf nothing fills
+            continue
+        source_outcome = outcomes.get(source)
+        redrawn = source_outcome is not None and source_outcome.how != "carried"
+        if redrawn or leaves[index].abstract:
+            outcomes[index] = Outcome("derived", derived=derived, source=source)
+        else:
+            outcomes[index] = Outcome("carried")
+    if missing:
+        raise ValueError(_missing_message(owner, leaves, sorted(missing), derived_from))
+    return [outcomes[index] for index in range(len(leaves))]
+
+
+def _missing_message(
+    owner: str,
+    leaves: Sequence[Leaf],
+    missing: Sequence[int],
+    derived_from: Mapping[int, tuple[Derived, int]],
+) -> str:
+    lines = []
+    for index in missing:
+        leaf = leaves[index]
+        kind = "parameter" if leaf.param else "state"
+        aliases = ", ".join(path_string(p) for p in leaf.paths[1:])
+        also = f" (also {aliases})" if aliases else ""
+        source = derived_from.get(index)
+        extra = (
+            f", derived from {path_string(leaves[source[1]].home)}"
+            if source is not None
+            else ""
+        )
+        lines.append(
+            f"  {path_string(leaf.paths[0])}{also}: "
+            f"{tuple(leaf.value.shape)} {leaf.value.dtype}, {kind}{extra}"
+        )
+    first = path_string(leaves[missing[0]].paths[0])
+    return (
+        f"{owner}: {len(missing)} abstract leaves (jax.ShapeDtypeStruct) that no "
+        "rule draws and that have no start of their own:\n"
+        + "\n".join(lines)
+        + "\nAdd a rule for each, e.g. a path pattern for parameters, "
+        f"{{r{first!r}: jaxinit.normal(std=0.02)}}, or a module rule naming a "
+        'state leaf by its path in the module, {MyModule: {"name": '
+        "jaxinit.zeros()}}; or give the model concrete values for them."
+    )
+
+
+# Drawing.
+
+
+def fill(
+    owner: str,
+    key: jax.Array,
+    leaves: Sequence[Leaf],
+    modules: Sequence[tuple[Path, Any]],
+    tiers: Sequence[Rules],
+    *,
+    starts: Rules | None = None,
+    adapt: Callable[[Initializer], Initializer] | None = None,
+    place: Callable[[Leaf], jax.sharding.Sharding | None] | None = None,
+) -> dict[int, Any]:
+    """The new value of every leaf that changes, by index into ``leaves``.
+
+    ``modules`` are ``(path, module)`` in torch's ``model.apply`` order
+    (children before parents; a module reached by several paths is listed
+    under each). ``tiers`` are the rule tiers, lowest first (a wrapper tier,
+    torch's defaults, the caller's rules). ``starts`` are module rules giving
+    the framework's start of abstract state no rule names (BatchNorm's running
+    statistics). ``adapt`` rewrites each chosen initializer (Equinox's layout);
+    ``place`` gives the sharding a new value goes to (None: ``init_tree``'s).
+    """
+    by_path = {path: index for index, leaf in enumerate(leaves) for path in leaf.paths}
+    chosen = _claims(modules, leaves, tiers)
+    abstract = [i for i, leaf in enumerate(leaves) if leaf.abstract]
+    started: dict[int, _Claim] = {}
+    if starts:
+        some = _claims(modules, [leaves[i] for i in abstract], [starts])
+        started = {abstract[i]: claim for i, claim in some.items()}
+    outcomes = account_for_every_leaf(owner, leaves, chosen, started, by_path)
+
+    def where(index: int) -> jax.sharding.Sharding | None:
+        return place(leaves[index]) if place is not None else None
+
+    planned: dict[Path, Initializer] = {}
+    index_of: dict[Path, int] = {}
+    own: dict[int, Start] = {}
+    for index, outcome in enumerate(outcomes):
+        leaf = leaves[index]
+        if outcome.how == "drawn":
+            planned[leaf.home] = _adapted(outcome.init, leaf, adapt)
+        elif outcome.how == "started" and index in started:
+            planned[leaf.home] = outcome.init
+        elif outcome.how == "started":
+            own[index] = outcome.init
+            continue
+        else:
+            continue
+        index_of[leaf.home] = index
+    values = {path: leaves[index].value for path, index in index_of.items()}
+    shardings = {
+        path: sharding
+        for path, index in index_of.items()
+        if (sharding := where(index)) is not None
+    }
+    new: dict[int, Any] = {
+        index_of[path]: value
+        for path, value in draw(key, planned, values, shardings).items()
+    }
+    for index, start in own.items():
+        leaf = leaves[index]
+        shape, dtype = tuple(leaf.value.shape), leaf.value.dtype
+        new[index] = _put(start(leaf_key(key, leaf.home), shape, dtype), where(index))
+    for index, outcome in enumerate(outcomes):
+        if outcome.how == "derived":
+            assert outcome.derived is not None and outcome.source is not None
+            source = leaves[outcome.source]
+            value = new.get(outcome.source, source.value)
+            made = _derive(key, outcome.derived, source, value, leaves[index])
+            new[index] = _put(made, where(index))
+    return new
+
+
+def _derive(
+    key: jax.Array, derived: Derived, source: Leaf, value: Any, target: Leaf
+) -> jax.Array:
+    """A derived leaf's value from its source's, copy by copy for stacked ones."""
+    derived_key = leaf_key(key, (*source.home, "derived"))
+    count = source.stacked
+
+    def one(key: jax.Array, value: jax.Array) -> jax.Array:
+        made = derived.make(key, value)
+        out: jax.Array = made if derived.index is None else made[derived.index]
+        return out
+
+    def run(key: jax.Array, value: jax.Array) -> jax.Array:
+        if count == 0:
+            return one(key, value)
+        copies = value.shape[:count]
+        flat = jnp.reshape(value, (-1, *value.shape[count:]))
+        made = jax.vmap(one)(copy_keys(key, flat.shape[0]), flat)
+        return jnp.reshape(made, (*copies, *made.shape[1:]))
+
+    traced = isinstance(value, jax.core.Tracer)
+    made = run(derived_key, value) if traced else jax.jit(run)(derived_key, value)
+    shape = tuple(target.value.shape)
+    if made.shape != shape:
+        raise ValueError(
+            f"the value derived for {path_string(target.home)} has shape "
+            f"{made.shape}, the model holds {shape}"
+        )
+    return made.astype(target.value.dtype)
+
+
+def _put(value: jax.Array, sharding: jax.sharding.Sharding | None) -> jax.Array:
+    if sharding is None or isinstance(value, jax.core.Tracer):
+        return value
+    placed: jax.Array = jax.device_put(value, sharding)
+    return placed
 
 
 def draw(
@@ -162,7 +512,7 @@ def draw(
     shapes: Mapping[Path, Any],
     shardings: Mapping[Path, jax.sharding.Sharding] | None = None,
 ) -> dict[Path, jax.Array]:
-    """Draws every planned parameter from its initializer and its path's key.
+    """Draws every planned leaf from its initializer and its path's key.
 
     Through ``init_tree``: its compiled programs do not depend on the model, so
     a first call costs a few small compiles rather than one per parameter. A
@@ -180,6 +530,67 @@ def draw(
     if not placed:
         return init_tree(key, spec)
     return init_tree(key, spec, out_shardings=placed)
+
+
+# Starts.
+
+
+def full(value: Any) -> Start:
+    """A start that fills the leaf with ``value`` (a counter's 0, a flag)."""
+
+    def start(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        return jnp.full(shape, value, dtype)
+
+    return start
+
+
+def rng_key(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    """The start of an abstract RNG key leaf: its leaf key, split per element.
+
+    The leaf key of its path (``param_key``), so each RNG stream of the model
+    starts from its own key; a key array of shape ``s`` gets
+    ``fold_in(leaf key, i)`` at flat position ``i``.
+    """
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    if key.dtype != dtype:
+        raise ValueError(
+            f"an abstract RNG key of dtype {dtype} cannot be started from a key of "
+            f"dtype {key.dtype}: pass a key of the same implementation"
+        )
+    if not shape:
+        return key
+    return jnp.reshape(copy_keys(key, math.prod(shape)), shape)
+
+
+# Reparametrizing wrappers.
+
+
+def spectral_start(
+    key: jax.Array, matrix: jax.Array, eps: float = 1e-12
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Torch's start of spectral norm on an ``(out, in)`` matrix: ``(u, v, sigma)``.
+
+    ``torch.nn.utils.parametrizations.spectral_norm``: ``u`` and ``v`` are
+    ``N(0, 1)`` vectors (keys ``split(key)``), normalized, then 15 power
+    iterations ``u = normalize(W v)``, ``v = normalize(W^T u)``;
+    ``sigma = u^T W v``.
+    """
+    matrix = matrix.astype(jnp.float32)
+    key_u, key_v = jax.random.split(key)
+
+    def normalize(x: jax.Array) -> jax.Array:
+        return x / jnp.maximum(jnp.linalg.norm(x), eps)
+
+    u = normalize(jax.random.normal(key_u, matrix.shape[:1]))
+    v = normalize(jax.random.normal(key_v, matrix.shape[1:]))
+    for _ in range(15):
+        u = normalize(matrix @ v)
+        v = normalize(matrix.T @ u)
+    return u, v, u @ matrix @ v
+
+
+# Placement.
 
 
 def _default_device() -> Any:
