@@ -34,10 +34,6 @@ Path: TypeAlias = tuple[Any, ...]
 Start: TypeAlias = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
 
 _PATH_RULE, _MODULE_RULE = 1, 0
-# jaxinit laws that draw element by element: a stacked leaf takes them as is.
-_ELEMENTWISE = frozenset(
-    {"uniform", "normal", "trunc_normal", "constant", "zeros", "ones"}
-)
 
 
 def path_string(path: Iterable[Any]) -> str:
@@ -148,17 +144,19 @@ def for_copies(init: Any, count: int) -> Any:
     """``init`` for ``count`` leading copies of the array it was written for.
 
     A jaxinit layout initializer takes the copies as batch axes
-    (``_base.stacked``); jaxinit's elementwise laws are unchanged (the law of
-    one element does not depend on the shape); any other initializer (one
-    from ``jax.nn.initializers``, ``eye``, a function of your own) draws each
-    copy on its own shape, with keys ``fold_in(key, i)`` for copy ``i`` (the
+    (``_base.stacked``); jaxinit's other laws read their shape from the
+    trailing axes and draw the copies as they are (elementwise laws, the
+    ``torch_defaults`` biases and padded embeddings), except ``eye``, which
+    is 2-D only. ``eye`` and any initializer that is not jaxinit's (one from
+    ``jax.nn.initializers``, a function of your own) draw each copy on its
+    own shape (``PerCopy``), copy ``i`` with the key ``fold_in(key, i)`` (the
     copies counted in row-major order over the leading axes).
     """
     if count == 0:
         return init
     if isinstance(init, _base.LayoutInitializer):
         return _base.stacked(init, count)
-    if isinstance(init, _base.InitializerBase) and init.name in _ELEMENTWISE:
+    if isinstance(init, _base.InitializerBase) and init.name != "eye":
         return init
     return PerCopy(init, count)
 

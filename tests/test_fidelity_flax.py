@@ -147,13 +147,13 @@ def chosen_and_drawn(
     """torch_init on ``spec``: the planned initializer and the drawn array of each
     parameter, by path relative to the layer."""
     seen: dict[str, Any] = {}
-    original = _flax_reinit.draw
+    original = _reinit.draw
 
     def record(key: Any, chosen: Any, *rest: Any) -> Any:
         seen.update(chosen)
         return original(key, chosen, *rest)
 
-    monkeypatch.setattr(_flax_reinit, "draw", record)
+    monkeypatch.setattr(_reinit, "draw", record)
     if flavour == "nnx":
         if how is None:
             model = nnx.eval_shape(lambda: spec.make_nnx(nnx.Rngs(0)))
@@ -283,9 +283,7 @@ def test_function_rules_see_one_layers_shapes() -> None:
         return {}
 
     keys = jax.random.split(jax.random.key(0), 4)
-    model = nnx.eval_shape(
-        lambda: nnx.vmap(lambda k: nnx.Linear(3, 5, rngs=nnx.Rngs(k)))(keys)
-    )
+    model = nnx.vmap(lambda k: nnx.Linear(3, 5, rngs=nnx.Rngs(k)))(keys)
     jflax.reinit(model, KEY, {nnx.Linear: rule})
     assert seen == [{"kernel": (3, 5), "bias": (5,)}]
 
