@@ -22,7 +22,7 @@ from flax import linen as nn, nnx  # noqa: E402
 
 import jaxinit  # noqa: E402
 import jaxinit.flax as jflax  # noqa: E402
-from jaxinit import _flax_reinit, _reinit, torch_defaults as td  # noqa: E402
+from jaxinit import _reinit, torch_defaults as td  # noqa: E402
 from jaxinit._base import LayoutInitializer  # noqa: E402
 from jaxinit._tree import init_tree  # noqa: E402
 
