@@ -29,6 +29,7 @@ from ._reinit import (
     fill,
     full,
     placement,
+    rng_key,
     spectral_start,
 )
 from ._typing import Initializer, OutSharding
@@ -51,7 +52,7 @@ def is_param(value: Any) -> bool:
     """Whether a leaf is a parameter: a floating array, concrete or abstract."""
     if not isinstance(value, jax.Array | jax.ShapeDtypeStruct | np.ndarray):
         return False
-    return bool(np.issubdtype(np.dtype(value.dtype), np.inexact))
+    return bool(jnp.issubdtype(value.dtype, jnp.inexact))
 
 
 def walk(model: Any) -> tuple[list[tuple[Path, Any]], dict[Path, Any]]:
@@ -229,7 +230,9 @@ def _leaves(model: Any) -> tuple[list[tuple[Path, Any]], list[Leaf]]:
                 visit(child, child_path, state)
             elif _is_array(child):
                 param = not state and is_param(child)
-                leaves[child_path] = Leaf([child_path], child, param=param)
+                leaf = Leaf([child_path], child, param=param)
+                leaf.start = rng_key if leaf.is_key else None
+                leaves[child_path] = leaf
         if isinstance(node, eqx.Module):
             modules.append((path, node))
 

@@ -196,7 +196,7 @@ def copy_keys(key: jax.Array, count: int) -> jax.Array:
 
 @dataclasses.dataclass
 class _Claim:
-    priority: tuple[int, int, int, int]
+    priority: tuple[int, int, int, int, int]
     action: Any  # an initializer, or a Derived
     module_path: Path  # the module a module rule matched at; () for path rules
 
@@ -209,12 +209,15 @@ def _claims(
     """The winning rule of every leaf a rule names, by leaf index.
 
     Priority, highest first: path-pattern rules over module rules; among module
-    rules the module torch's ``model.apply`` visits last (``modules`` are in
-    that order: children before their parent, so the outer module wins, as
-    the parent's function writes last); then later tiers, then later rules
-    within a tier. Path patterns match parameters only; a module rule names
-    any leaf but an RNG key, parameter or state, by its path relative to the
-    module.
+    rules, for a shared leaf, the modules on its first path (its home: torch's
+    ``b.weight = a.weight`` keeps ``a``'s tensor, made by ``a``'s
+    initialization) over the other owners; then the module torch's
+    ``model.apply`` visits last (``modules`` are in that order: children
+    before their parent, so the outer module wins, as the parent's function
+    writes last); then later tiers, then later rules within a tier, then the
+    later of two names one rule gives the same leaf. Path patterns match
+    parameters only; a module rule names any leaf but an RNG key, parameter or
+    state, by its path relative to the module.
     """
     named = {
         path: index
@@ -238,12 +241,14 @@ def _claims(
                 pattern = re.compile(matcher)
                 for path, index in named.items():
                     if leaves[index].param and pattern.fullmatch(path_string(path)):
-                        claim(index, _Claim((_PATH_RULE, 0, tier, order), action, ()))
+                        priority = (_PATH_RULE, 0, 0, tier, order)
+                        claim(index, _Claim(priority, action, ()))
                 continue
-            for position, (module_path, module) in enumerate(modules):
+            for position, (path, module) in enumerate(modules):
                 if not isinstance(module, matcher):
                     continue
-                local = under.get(tuple(module_path), {})
+                module_path = tuple(path)
+                local = under.get(module_path, {})
                 mapping = (
                     action
                     if isinstance(action, Mapping)
@@ -255,10 +260,13 @@ def _claims(
                         },
                     )
                 )
+                depth = len(module_path)
                 for name, init in mapping.items():
                     if name in local:
-                        priority = (_MODULE_RULE, position, tier, order)
-                        claim(local[name], _Claim(priority, init, tuple(module_path)))
+                        index = local[name]
+                        home = tuple(leaves[index].paths[0][:depth]) == module_path
+                        priority = (_MODULE_RULE, int(home), position, tier, order)
+                        claim(index, _Claim(priority, init, module_path))
     return chosen
 
 
@@ -380,13 +388,18 @@ def _missing_message(
             f"{tuple(leaf.value.shape)} {leaf.value.dtype}, {kind}{extra}"
         )
     first = path_string(leaves[missing[0]].paths[0])
+    count = (
+        f"{len(missing)} abstract leaf"
+        if len(missing) == 1
+        else (f"{len(missing)} abstract leaves")
+    )
     return (
-        f"{owner}: {len(missing)} abstract leaves (jax.ShapeDtypeStruct) that no "
-        "rule draws and that have no start of their own:\n"
+        f"{owner}: cannot fill {count} (jax.ShapeDtypeStruct): no rule draws "
+        "them and they have no start of their own:\n"
         + "\n".join(lines)
-        + "\nAdd a rule for each, e.g. a path pattern for parameters, "
-        f"{{r{first!r}: jaxinit.normal(std=0.02)}}, or a module rule naming a "
-        'state leaf by its path in the module, {MyModule: {"name": '
+        + "\nAdd a rule for each: a path pattern for parameters, e.g. "
+        f"{{r{first!r}: jaxinit.trunc_normal(std=0.02)}}, or a module rule naming a "
+        "state leaf by its path in the module, e.g. {MyModule: {'cache': "
         "jaxinit.zeros()}}; or give the model concrete values for them."
     )
 
@@ -486,8 +499,7 @@ def _derive(
         made = jax.vmap(one)(copy_keys(key, flat.shape[0]), flat)
         return jnp.reshape(made, (*copies, *made.shape[1:]))
 
-    traced = isinstance(value, jax.core.Tracer)
-    made = run(derived_key, value) if traced else jax.jit(run)(derived_key, value)
+    made = run(derived_key, value)  # a few small ops: cheaper eager than compiled
     shape = tuple(target.value.shape)
     if made.shape != shape:
         raise ValueError(

@@ -141,18 +141,24 @@ class Tied(nnx.Module):
 
 
 @pytest.mark.parametrize("head_first", [True, False])
-def test_shared_leaves_follow_torchs_apply_order_between_owners(
+def test_a_shared_leaf_takes_the_rule_of_the_module_it_was_made_by(
     head_first: bool, monkeypatch: Any
 ) -> None:
-    # torch's model.apply(fn) visits modules in definition order, children
-    # first: of two unrelated owners of one tensor, the later one writes last.
+    # torch's b.weight = a.weight keeps a's tensor, with a's initialization:
+    # the rules of the module at the leaf's first path (in definition order)
+    # come before the other owner's, whichever torch's apply visits last.
     model = Tied(nnx.Rngs(0), head_first)
     linear, head = jaxinit.constant(1.0), jaxinit.constant(2.0)
     seen = chosen(monkeypatch)
     jflax.reinit(model, KEY, {Head: {"weight": head}, nnx.Linear: {"kernel": linear}})
     home = "head/kernel" if head_first else "proj/weight"
-    assert seen[home] == (head if head_first else linear)
+    assert seen[home] == (linear if head_first else head)
     assert len([path for path in seen if path.endswith(("kernel", "weight"))]) == 1
+    # The other owner's rule applies when the home's modules name nothing.
+    seen.clear()
+    other = {Head: {"weight": head}} if head_first else {nnx.Linear: {"kernel": linear}}
+    jflax.reinit(model, KEY, other)
+    assert seen[home] == (head if head_first else linear)
 
 
 # ---------------------------------------------------------------------------
@@ -388,7 +394,7 @@ def test_raw_parameters_no_rule_names_raise_one_error_naming_all() -> None:
     with pytest.raises(ValueError) as error:
         jflax.torch_init(model, KEY)
     message = str(error.value)
-    assert message.startswith("torch_init: 2 abstract leaves")
+    assert message.startswith("torch_init: cannot fill 2 abstract leaves")
     assert "  cls_token: (1, 1, 16) float32, parameter" in message
     assert "  pos_embed: (1, 5, 16) float32, parameter" in message
     assert "Add a rule" in message and "proj" not in message
@@ -409,7 +415,9 @@ class LinenViT(nn.Module):
 def test_an_abstract_linen_model_comes_back_concrete_and_applies() -> None:
     module, x = LinenViT(), jnp.ones((2, 3, 8))
     variables = jax.eval_shape(module.init, jax.random.key(0), x)
-    with pytest.raises(ValueError, match=r"1 abstract leaves.*\n  cls_token: "):
+    with pytest.raises(
+        ValueError, match=r"cannot fill 1 abstract leaf .*\n  cls_token: "
+    ):
         jflax.torch_init(module, KEY, variables=variables, args=(x,))
     new = jflax.torch_init(
         module, KEY, {r"cls_token": jaxinit.zeros()}, variables=variables, args=(x,)
@@ -434,7 +442,9 @@ class EqxViT(eqx.Module):
 
 def test_an_abstract_equinox_model_comes_back_concrete_and_runs() -> None:
     model = eqx.filter_eval_shape(EqxViT, jax.random.key(0))
-    with pytest.raises(ValueError, match=r"1 abstract leaves.*\n  cls_token: "):
+    with pytest.raises(
+        ValueError, match=r"cannot fill 1 abstract leaf .*\n  cls_token: "
+    ):
         jeqx.torch_init(model, KEY)
     new = jeqx.torch_init(model, KEY, {r"cls_token": jaxinit.normal(std=0.02)})
     assert not abstract_leaves(new)
