@@ -26,29 +26,57 @@ def reinit(model: Any, key: jax.Array, rules: Mapping[Any, Any]) -> Any:
 
     The Equinox counterpart of torch's ``model.apply(init_fn)``. ``rules`` maps
 
-    - a layer type (or a tuple of types) to ``{param_name: initializer}``, where
+    - a layer type (or a tuple of types) to ``{name: initializer}``, where
       names are paths relative to the layer (``"weight"``, ``"query_proj/bias"``),
-      or to a function ``(module, shapes) -> {param_name: initializer}`` that sees
-      the layer and the shapes of every parameter under it;
+      or to a function ``(module, shapes) -> {name: initializer}`` that sees
+      the layer and the shapes of every leaf under it;
     - a regular expression (``str``), matched in full against the parameter path:
-      attribute names and list indices joined by ``/`` (``"layers/0/weight"``).
+      attribute names and list indices joined by ``/`` (``"layers/0/weight"``;
+      ``r"bias"`` does not match ``bias_n``).
 
-    Parameters no rule names are left as they are (the same arrays). When several
-    rules name one parameter, a path rule beats a layer rule, the outer layer's
-    rule beats an inner one's (``MultiheadAttention`` over its ``Linear``
-    projections, as torch's ``apply`` lets the parent write last), and a later
-    rule beats an earlier one.
+    Path patterns match parameters (floating arrays outside
+    ``eqx.nn.StateIndex``); a layer rule may also name state by its path in the
+    layer (``{eqx.nn.BatchNorm: {"batch_state_index/init/0": zeros()}}``). When
+    several rules name one leaf, a path rule beats a layer rule, the outer
+    layer's rule beats an inner one's (``MultiheadAttention`` over its
+    ``Linear`` projections, as torch's ``apply`` lets the parent write last),
+    and a later rule beats an earlier one.
 
-    Layout-dependent initializers (``kaiming_*``, ``xavier_*``, ``orthogonal``,
-    ``sparse``, ``dirac``) read Equinox's weights in torch layout ``(out, in,
-    *spatial)``, unless they name ``in_axis``, ``out_axis`` or ``batch_axis``
-    themselves. Layers stacked by ``eqx.filter_vmap`` have leading axes on every
-    weight: for the built-in layers these are batch axes, kept out of the fans.
+    The whole model is accounted for: every leaf is drawn by a rule, derived by
+    a wrapper, carried over (a concrete leaf no rule names: the same array), or,
+    if it is abstract (``eqx.filter_eval_shape``), given its start:
+    ``BatchNorm``'s running statistics 0 and 1, its counter 0 and its "first
+    call" flag set, a PRNG key ``param_key(key, path)``. Any other abstract leaf
+    (a raw ``cls_token`` array no rule names) makes the call raise one
+    ``ValueError`` listing them all.
 
-    Each parameter's key is ``param_key(key, path)``, so adding a layer leaves
-    the other layers' values unchanged. The input may be abstract
-    (``eqx.filter_eval_shape``: the named parameters come back concrete), sharded
-    (each new parameter keeps its old sharding), or traced (``eqx.filter_jit``).
+    A weight tied by ``eqx.nn.Shared`` is found under its own path and under
+    every slot ``where`` names (a ``get`` that computes, such as a transpose,
+    is not followed); it is drawn once, with its own path's key, the rules of
+    the layer that holds it first, and the model keeps the ``Shared``.
+    ``eqx.nn.WeightNorm``'s ``g`` is the weight's norm over every axis but
+    ``axis`` (torch's ``weight_norm``: the effective weight is the drawn one),
+    and ``eqx.nn.SpectralNorm``'s ``u`` and ``v`` are torch's start
+    (normalized ``N(0, 1)``, 15 power iterations on the new weight), whenever
+    the wrapped weight is drawn or those leaves are abstract.
+
+    Layout: jaxinit's layout-dependent initializers (``kaiming_*``,
+    ``xavier_*``, ``orthogonal``, ``sparse``, ``dirac``) read Equinox's weights
+    in torch layout ``(out, in, *spatial)``, unless they name ``in_axis``,
+    ``out_axis`` or ``batch_axis`` themselves; any other initializer (from
+    ``jax.nn.initializers``) is called as Flax calls a ``kernel_init``, on the
+    Flax layout ``(*spatial, in, out)``, and its draw is transposed back, so
+    ``lecun_normal()`` counts torch's fan-in. Layers stacked by
+    ``eqx.filter_vmap`` have leading axes on every weight: for the built-in
+    layers these are copies, each drawn with the law of one (batch axes for
+    jaxinit's layout initializers; any other initializer is drawn copy by copy,
+    copy ``i`` with ``jax.random.fold_in(param_key(key, path), i)``). A raw array
+    of your own in a stacked module cannot show which axes are copies: give its
+    rule ``batch_axis``.
+
+    Each leaf's key is ``param_key(key, path)``, so adding a layer leaves the
+    other layers' values unchanged. The input may be abstract, sharded (each
+    new leaf keeps its old sharding), or traced (``eqx.filter_jit``).
 
     Args:
         model: an Equinox module (any pytree of modules).
@@ -60,6 +88,8 @@ def reinit(model: Any, key: jax.Array, rules: Mapping[Any, Any]) -> Any:
 
     Raises:
         TypeError: malformed rules.
+        ValueError: abstract leaves that no rule draws and that have no start
+            (the message lists them all and how to write a rule).
         ImportError: equinox is not installed.
 
     Examples:
@@ -92,9 +122,12 @@ def torch_init(
     value sizes differ), zero biases, ``Linear`` output projection;
     ``Embedding``: ``N(0, 1)``; ``GRUCell``/``LSTMCell``: ``U(+-1/sqrt(H))``
     weights, each Equinox bias drawn as the sum of the torch biases it stands for;
-    ``LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``BatchNorm``: ones and zeros;
-    ``PReLU``: 0.25. Containers (``Sequential``, ``MLP``, lists, custom modules)
-    are walked; other parameters are left as they are.
+    ``LayerNorm``, ``GroupNorm``, ``RMSNorm``, ``BatchNorm``: ones and zeros
+    (``BatchNorm``'s running statistics back to 0 and 1 and its counter to 0, as
+    torch's ``reset_parameters``); ``PReLU``: 0.25. Containers (``Sequential``,
+    ``MLP``, lists, custom modules) are walked; weight and spectral norm follow
+    the weight they wrap; other concrete parameters are left as they are, and
+    abstract ones raise the one error ``reinit`` describes.
 
     Args:
         model: an Equinox module.

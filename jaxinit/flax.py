@@ -134,29 +134,65 @@ def reinit(
 
     The Flax counterpart of torch's ``model.apply(init_fn)``. ``rules`` maps
 
-    - a module type (or a tuple of types) to ``{param_name: initializer}``, where
+    - a module type (or a tuple of types) to ``{name: initializer}``, where
       names are paths relative to the module (``"kernel"``, ``"ii/kernel"``), or to
-      a function ``(module, shapes) -> {param_name: initializer}`` that sees the
-      module and the shapes of every parameter under it;
+      a function ``(module, shapes) -> {name: initializer}`` that sees the
+      module and the shapes of every leaf under it;
     - a regular expression (``str``), matched in full against the parameter path
-      joined by ``/`` (``"encoder/layers/0/bias"``), to an initializer.
+      joined by ``/`` (``"encoder/layers/0/bias"``; ``r"bias"`` does not match
+      ``bias_n``), to an initializer.
+
+    Path patterns match parameters (nnx ``Param``, linen's ``params``); a module
+    rule may also name a state leaf (``{nn.BatchNorm: {"mean": zeros()}}``).
+    When several rules name one leaf, a path rule beats a module rule, the outer
+    module's rule beats an inner one's (torch's ``apply`` visits children
+    first, so the parent writes last), and a later rule beats an earlier one.
+    Flax cells and attention are made of ``Dense``/``Linear`` submodules, which
+    a ``Dense`` rule matches too unless a rule for the enclosing cell claims
+    them.
+
+    The whole model is accounted for: after the call every leaf (parameters,
+    BatchNorm statistics, RNG state, caches) is drawn by a rule, derived by a
+    wrapper, carried over unchanged (a concrete leaf no rule names), or, if it
+    is abstract (``nnx.eval_shape``, ``jax.eval_shape(module.init, ...)``),
+    given its start: BatchNorm's running mean 0 and variance 1 (torch's and
+    Flax's), RNG counters and decoding caches 0, an RNG key
+    ``param_key(key, path)``. An abstract leaf with none of these (a
+    ``cls_token`` made with ``self.param``) makes the call raise one
+    ``ValueError`` listing every such leaf; nothing is changed then.
+
+    Shared parameters are found under every path that reaches them (nnx lists a
+    tied ``Param`` once; linen's ``nn.share_scope`` puts two modules at one
+    path), and rules match under any of them. A shared leaf is drawn once, with
+    the key of its first path (nnx: in attribute definition order, e.g.
+    ``wte/embedding`` for ``lm_head = Head(self.wte.embedding)``), and stays
+    shared; the module rules along that path come before the other owners'
+    (torch's ``b.weight = a.weight`` keeps ``a``'s tensor, as ``a`` made it).
+
+    Reparametrizing wrappers are rules of their own, applied when the weight
+    they wrap is drawn or their leaves are abstract (a rule naming those leaves
+    wins): ``WeightNorm``'s scale becomes the weight's norm over the
+    non-feature axes, so the layer's effective weight is the one drawn (torch's
+    ``weight_norm``; Flax alone starts the scale at ones), and
+    ``SpectralNorm``'s ``u`` and ``sigma`` are torch's start
+    (``parametrizations.spectral_norm``: normalized ``N(0, 1)`` vectors, 15
+    power iterations on the new weight).
 
     Rules describe one layer, as a Flax ``kernel_init`` does. Layers stacked by
     ``nnx.vmap``, linen ``nn.scan`` or ``nn.vmap`` hold their copies on leading
-    axes; for the parameters of ``Dense``/``Linear``, ``DenseGeneral``/
-    ``LinearGeneral``, ``Conv``, ``ConvTranspose`` and ``Embed`` (and so of the
-    cells and attention built from them) a function rule sees one copy's
-    shapes, and every chosen jaxinit initializer takes the leading axes as
-    ``batch_axis``, so no fan counts the copies.
+    axes: a function rule sees one copy's shapes, a jaxinit layout initializer
+    takes those axes as ``batch_axis``, and any other initializer (one from
+    ``jax.nn.initializers``, ``jaxinit.eye()``) draws each copy on its own
+    shape, copy ``i`` with ``jax.random.fold_in(param_key(key, path), i)``. The
+    copies are counted from what each module sees of its own variables (linen:
+    any module, ``self.param`` included); in nnx from the ranks of
+    ``Linear``, ``LinearGeneral``, ``Conv``, ``ConvTranspose`` and ``Embed`` (and
+    so of the cells and attention built from them). nnx does not record which
+    axes ``nnx.vmap`` added, so a bare ``nnx.Param`` of your own inside a
+    stacked module counts its copies as its own axes: write its rule with
+    ``batch_axis=0``.
 
-    Parameters no rule names are left untouched. When several rules name the same
-    parameter, a path rule beats a module rule, the outer module's rule beats an
-    inner one's (torch's ``apply`` visits children first, so the parent writes
-    last), and a later rule beats an earlier one. Flax cells and attention are made
-    of ``Dense``/``Linear`` submodules, which a ``Dense`` rule matches too unless a
-    rule for the enclosing cell claims them.
-
-    Each parameter's key is ``param_key(key, path)``, a fold-in of a hash of its
+    Each leaf's key is ``param_key(key, path)``, a fold-in of a hash of its
     path, so adding a layer does not change the other layers' values (linen's
     automatic names such as ``Dense_1`` do shift when a layer of the same type is
     inserted before; name layers to avoid that). Works under ``jax.jit`` (linen)
@@ -174,7 +210,8 @@ def reinit(
         model: an ``nnx.Module`` (updated in place), or a linen ``Module``.
         key: a PRNG key.
         rules: the rules described above.
-        variables: linen only: the module's variables; only ``params`` are re-drawn.
+        variables: linen only: the module's variables, every collection (concrete
+            or abstract).
         args: linen only: example inputs for ``module.apply``. linen modules
             exist only while called, so reinit calls the module abstractly
             (``jax.eval_shape``, no compute) and records which module owns which
@@ -187,6 +224,8 @@ def reinit(
 
     Raises:
         TypeError: malformed rules; linen without ``variables``.
+        ValueError: abstract leaves that no rule draws and that have no start
+            (the message lists them all and how to write a rule).
 
     Examples:
         >>> import jax, jaxinit, jaxinit.flax
@@ -226,9 +265,13 @@ def torch_init(
     ``ConvTranspose`` (torch's output-side fan, either ``transpose_kernel``),
     ``Embed`` (``N(0, 1)``), attention (packed or separate in-projection, ``Linear``
     out projection, zero biases), the LSTM/GRU/simple cells (``U(+-1/sqrt(H))``, each
-    Flax bias drawn as the torch biases it stands for), the norms (ones, zeros) and
-    ``PReLU`` (0.25). Other modules' parameters are untouched. Padding rows of
-    embeddings are a torch *argument*, not a type: add a rule, e.g.
+    Flax bias drawn as the torch biases it stands for), the norms (ones, zeros;
+    ``BatchNorm``'s running statistics back to mean 0, variance 1, as torch's
+    ``reset_parameters`` resets them) and ``PReLU`` (0.25). Weight and spectral
+    norm follow the weight they wrap, as in ``reinit``. Other modules'
+    parameters are untouched when concrete; abstract ones raise the one error
+    ``reinit`` describes. Padding rows of embeddings are a torch *argument*,
+    not a type: add a rule, e.g.
     ``{r".*/embedding": torch_defaults.embedding(n, padding_idx=0)["embedding_init"]}``.
 
     Args:
@@ -243,6 +286,9 @@ def torch_init(
 
     Returns:
         None for an nnx model; the new variables for a linen module.
+
+    Raises:
+        ValueError: abstract leaves that no rule draws and that have no start.
 
     Examples:
         >>> import jax, jax.numpy as jnp, jaxinit.flax

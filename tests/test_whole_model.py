@@ -161,6 +161,41 @@ def test_a_shared_leaf_takes_the_rule_of_the_module_it_was_made_by(
     assert seen[home] == (head if head_first else linear)
 
 
+class TiedLM(eqx.Module):
+    """Equinox's own tying example: the output Linear takes the embedding."""
+
+    shared: eqx.nn.Shared
+
+    def __init__(self, key: jax.Array) -> None:
+        k1, k2 = jax.random.split(key)
+        embedding = eqx.nn.Embedding(4096, 64, key=k1)
+        linear = eqx.nn.Linear(64, 4096, use_bias=False, key=k2)
+        self.shared = eqx.nn.Shared(
+            (embedding, linear),
+            lambda pair: pair[1].weight,
+            lambda pair: pair[0].weight,
+        )
+
+
+def test_an_equinox_shared_weight_is_drawn_once_as_its_source_and_stays_shared() -> (
+    None
+):
+    model = TiedLM(jax.random.key(0))
+    new = jeqx.torch_init(model, KEY)
+    assert isinstance(new.shared, eqx.nn.Shared)
+    embedding, linear = new.shared()
+    assert embedding.weight is linear.weight
+    # torch's lm_head.weight = wte.weight keeps the Embedding's N(0, 1).
+    source = ("shared", "pytree", 0, "weight")
+    expected = jaxinit.normal()(jeqx.param_key(KEY, source), (4096, 64))
+    np.testing.assert_array_equal(embedding.weight, expected)
+    # A rule reaches it under the tied slot's path too.
+    new = jeqx.reinit(model, KEY, {r"shared/pytree/1/weight": jaxinit.zeros()})
+    np.testing.assert_array_equal(new.shared()[0].weight, 0.0)
+    new = jeqx.reinit(model, KEY, {eqx.nn.Linear: {"weight": jaxinit.ones()}})
+    np.testing.assert_array_equal(new.shared()[0].weight, 1.0)
+
+
 # ---------------------------------------------------------------------------
 # Item 4: linen nn.share_scope.
 
