@@ -265,11 +265,13 @@ def run(owner: str, model: Any, key: jax.Array, tiers: Sequence[Rules]) -> Any:
         [_wrapper_rules(), *tiers],
         starts=_start_rules(),
         adapt=in_torch_layout,
-        place=lambda leaf: placement(owner, leaf.home, leaf.value),
+        place=lambda leaf: placement(owner, leaf.paths[0], leaf.value),
     )
     if not new:
         return model
-    return replace_leaves(model, {leaves[i].home: value for i, value in new.items()})
+    return replace_leaves(
+        model, {leaves[i].paths[0]: value for i, value in new.items()}
+    )
 
 
 def get_leaf(model: Any, path: Path) -> Any:

@@ -133,8 +133,8 @@ def _reinit_nnx(model: Any, key: jax.Array, tiers: Sequence[Rules], owner: str) 
     def place(leaf: Leaf) -> jax.sharding.Sharding | None:
         home = homes[id(leaf)]
         if isinstance(home, _RawSlot):
-            return placement(owner, leaf.home, leaf.value)
-        return _nnx_placement(owner, leaf.home, home, leaf.value)
+            return placement(owner, leaf.paths[0], leaf.value)
+        return _nnx_placement(owner, leaf.paths[0], home, leaf.value)
 
     new = fill(
         owner,
@@ -371,7 +371,7 @@ def _reinit_linen(
                     param=collection == "params",
                     stacked=max(stacked, 0),
                     start=full(0) if collection == "cache" else None,
-                    key_path=None if collection == "params" else (collection, *path),
+                    key_from=None if collection == "params" else (collection, *path),
                 )
             )
     where = list(boxes)

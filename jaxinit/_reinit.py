@@ -56,8 +56,10 @@ class Leaf:
 
     Attributes:
         paths: every path that reaches the array (a shared parameter has
-            several); rules match any of them. The first is where the
-            framework keeps it; its key is ``key_path``'s.
+            several); rules match any of them. The first is its home: where
+            the framework keeps it, or for a tied parameter, where it was
+            made (nnx: the first in definition order; Equinox: ``Shared``'s
+            ``get``).
         value: the array: concrete, traced, or abstract (``ShapeDtypeStruct``).
         param: a trainable parameter (path patterns match these); False for
             state (running statistics, RNG state, caches), which only a module
@@ -66,7 +68,8 @@ class Leaf:
             ``nnx.vmap``, ``eqx.filter_vmap``).
         start: the framework's value for an abstract leaf no rule names:
             ``start(key, shape, dtype)`` (e.g. an RNG counter's 0).
-        key_path: the path its key is folded from (default ``paths[0]``).
+        key_from: the path its key is folded from, if not its home (linen
+            state: the collection, then the path).
     """
 
     paths: list[Path]
@@ -74,11 +77,12 @@ class Leaf:
     param: bool = True
     stacked: int = 0
     start: Start | None = None
-    key_path: Path | None = None
+    key_from: Path | None = None
 
     @property
-    def home(self) -> Path:
-        return self.key_path if self.key_path is not None else self.paths[0]
+    def key_path(self) -> Path:
+        """The path this leaf's key is ``param_key`` of."""
+        return self.key_from if self.key_from is not None else self.paths[0]
 
     @property
     def abstract(self) -> bool:
@@ -379,7 +383,7 @@ def _missing_message(
         also = f" (also {aliases})" if aliases else ""
         source = derived_from.get(index)
         extra = (
-            f", derived from {path_string(leaves[source[1]].home)}"
+            f", derived from {path_string(leaves[source[1]].key_path)}"
             if source is not None
             else ""
         )
@@ -446,15 +450,15 @@ def fill(
     for index, outcome in enumerate(outcomes):
         leaf = leaves[index]
         if outcome.how == "drawn":
-            planned[leaf.home] = _adapted(outcome.init, leaf, adapt)
+            planned[leaf.key_path] = _adapted(outcome.init, leaf, adapt)
         elif outcome.how == "started" and index in started:
-            planned[leaf.home] = outcome.init
+            planned[leaf.key_path] = outcome.init
         elif outcome.how == "started":
             own[index] = outcome.init
             continue
         else:
             continue
-        index_of[leaf.home] = index
+        index_of[leaf.key_path] = index
     values = {path: leaves[index].value for path, index in index_of.items()}
     shardings = {
         path: sharding
@@ -468,7 +472,9 @@ def fill(
     for index, start in own.items():
         leaf = leaves[index]
         shape, dtype = tuple(leaf.value.shape), leaf.value.dtype
-        new[index] = _put(start(leaf_key(key, leaf.home), shape, dtype), where(index))
+        new[index] = _put(
+            start(leaf_key(key, leaf.key_path), shape, dtype), where(index)
+        )
     for index, outcome in enumerate(outcomes):
         if outcome.how == "derived":
             assert outcome.derived is not None and outcome.source is not None
@@ -483,7 +489,7 @@ def _derive(
     key: jax.Array, derived: Derived, source: Leaf, value: Any, target: Leaf
 ) -> jax.Array:
     """A derived leaf's value from its source's, copy by copy for stacked ones."""
-    derived_key = leaf_key(key, (*source.home, "derived"))
+    derived_key = leaf_key(key, (*source.key_path, "derived"))
     count = source.stacked
 
     def one(key: jax.Array, value: jax.Array) -> jax.Array:
@@ -503,7 +509,7 @@ def _derive(
     shape = tuple(target.value.shape)
     if made.shape != shape:
         raise ValueError(
-            f"the value derived for {path_string(target.home)} has shape "
+            f"the value derived for {path_string(target.key_path)} has shape "
             f"{made.shape}, the model holds {shape}"
         )
     return made.astype(target.value.dtype)
