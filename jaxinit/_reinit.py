@@ -26,9 +26,6 @@ from ._tree import init_tree, leaf_key
 from ._typing import Initializer, OutSharding
 
 ParamShapes: TypeAlias = Mapping[str, tuple[int, ...]]
-ModuleAction: TypeAlias = (
-    Mapping[str, Initializer] | Callable[[Any, ParamShapes], Mapping[str, Initializer]]
-)
 Rules: TypeAlias = Mapping[Any, Any]
 Path: TypeAlias = tuple[Any, ...]
 Start: TypeAlias = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
