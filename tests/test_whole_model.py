@@ -490,6 +490,32 @@ def test_an_abstract_linen_model_comes_back_concrete_and_applies() -> None:
     assert out.shape == (2, 4, 8)
 
 
+def test_an_abstract_linen_decoding_cache_starts_at_zero() -> None:
+    module = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8, decode=True)
+    x = jnp.ones((1, 4, 8))
+    variables = jax.eval_shape(module.init, jax.random.key(0), x)
+    new = jflax.torch_init(module, KEY, variables=variables, args=(x[:, :1],))
+    cache = new["cache"]
+    assert int(cache["cache_index"]) == 0 and cache["cache_index"].dtype == jnp.int32
+    np.testing.assert_array_equal(cache["cached_key"], 0.0)
+    out, _ = module.apply(new, x[:, :1], mutable=["cache"])
+    assert out.shape == (1, 1, 8)
+
+
+def test_a_leaf_derived_from_an_unfilled_one_is_listed_with_it() -> None:
+    def make() -> Any:
+        return eqx.nn.WeightNorm(eqx.nn.Linear(8, 4, key=jax.random.key(0)))
+
+    abstract = eqx.filter_eval_shape(make)
+    with pytest.raises(ValueError) as error:
+        jeqx.reinit(abstract, KEY, {eqx.nn.Linear: {"bias": jaxinit.zeros()}})
+    lines = str(error.value).splitlines()
+    assert lines[1:3] == [
+        "  layer/weight: (4, 8) float32, parameter",
+        "  g: (4, 1) float32, parameter, derived from layer/weight",
+    ]
+
+
 class EqxViT(eqx.Module):
     cls_token: jax.Array
     proj: eqx.nn.Linear
