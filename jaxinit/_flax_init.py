@@ -63,7 +63,8 @@ class _Hook:
 
     def __init__(self, prefilled: Mapping[Path, Any] | None = None) -> None:
         self.prefilled = prefilled
-        self.made: dict[Path, list[tuple[_Call, Any]]] = {}
+        self.calls: dict[Path, list[_Call]] = {}
+        self.stored: dict[Path, list[Any]] = {}  # what each call stored, same order
 
     def param(
         self,
@@ -88,22 +89,23 @@ class _Hook:
             scope.put_variable("params", name, value)
             return meta.unbox(value) if unbox else value
         out = original(scope, name, init_fn, *init_args, unbox=unbox, **init_kwargs)
-        call = _Call(init_fn, init_args, init_kwargs)
-        self.made.setdefault(path, []).append(
-            (call, scope.get_variable("params", name))
-        )
+        self.calls.setdefault(path, []).append(_Call(init_fn, init_args, init_kwargs))
+        self.stored.setdefault(path, []).append(scope.get_variable("params", name))
         return out
 
     def origins(self, params: Mapping[Path, Any]) -> dict[Path, _Call]:
         """The call whose output each stored parameter is, where identity shows it.
 
         Must run inside the trace that made ``params``: the abstract values
-        that come out of it are new objects.
+        that come out of it are new objects. Drops the recorded values, which
+        belong to that trace.
         """
+        stored, self.stored = self.stored, {}
         found: dict[Path, _Call] = {}
-        for path, stored in params.items():
-            leaves = jax.tree.leaves(stored)
-            for call, made in self.made.get(path, ()):
+        for path, final in params.items():
+            leaves = jax.tree.leaves(final)
+            made_by = zip(self.calls.get(path, ()), stored.get(path, ()), strict=True)
+            for call, made in made_by:
                 made_leaves = jax.tree.leaves(made)
                 if len(made_leaves) == len(leaves) and all(
                     a is b for a, b in zip(made_leaves, leaves, strict=True)
@@ -111,9 +113,6 @@ class _Hook:
                     found[path] = call
                     break
         return found
-
-    def calls(self, path: Path) -> list[_Call]:
-        return [call for call, _ in self.made.get(path, ())]
 
 
 _HOOK: contextvars.ContextVar[_Hook | None] = contextvars.ContextVar(
@@ -235,7 +234,7 @@ def init(
     unsure = {
         path: calls[0]
         for path in shapes.keys() - origins.keys()
-        if len(calls := hook.calls(path)) == 1
+        if len(calls := hook.calls.get(path, [])) == 1
     }
     if unsure:
         kept = _forwarded(module, rngs, args, kwargs, method, shapes, sorted(unsure))
