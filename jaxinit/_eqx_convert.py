@@ -6,6 +6,7 @@ shapes of an abstract layer) and an importer (the inverse). Parameters outside
 those layers map one to one, under the same name.
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
@@ -205,18 +206,159 @@ def _layers(eqx: Any) -> dict[type, tuple[Exporter, Importer]]:
     }
 
 
-def _batch_norm_buffers(module: Any) -> dict[str, np.ndarray]:
-    """Torch's fresh running statistics (Equinox keeps its own in eqx.nn.State)."""
+_STATISTICS = ("running_mean", "running_var")
+
+
+def _fresh_buffers(module: Any, dtype: Any = np.float32) -> dict[str, np.ndarray]:
+    """Torch's running statistics before any batch: mean 0, variance 1."""
     size = module.input_size
     return {
-        "running_mean": np.zeros(size, np.float32),
-        "running_var": np.ones(size, np.float32),
+        "running_mean": np.zeros(size, dtype),
+        "running_var": np.ones(size, dtype),
         "num_batches_tracked": np.zeros((), np.int64),
     }
 
 
+def _debias(module: Any, count: Any) -> float:
+    """What Equinox's ``batch`` mode divides its running sums by after ``count``."""
+    count = int(count)
+    return 1.0 if count == 0 else 1.0 - float(module.momentum) ** count
+
+
+def _buffers_from_state(module: Any, state: Any) -> dict[str, np.ndarray]:
+    """Torch's running statistics of one BatchNorm, read from an ``eqx.nn.State``.
+
+    ``batch`` mode: Equinox keeps debiased sums and a counter; torch's running
+    mean and variance are the statistics Equinox's inference uses. ``ema``
+    mode keeps the statistics themselves but no count: 0 batches before the
+    first training step (the buffers are then unset), 1 after.
+    """
+    if module.mode == "batch":
+        count = np.array(state.get(module.batch_counter))
+        mean, var = (np.array(v) for v in state.get(module.batch_state_index))
+        scale = _debias(module, count)
+        return {
+            "running_mean": (mean / scale).astype(mean.dtype),
+            "running_var": (var / scale).astype(var.dtype),
+            "num_batches_tracked": count.astype(np.int64),
+        }
+    mean, var = (np.array(v) for v in state.get(module.ema_state_index))
+    if bool(state.get(module.ema_first_time_index)):
+        return _fresh_buffers(module, mean.dtype)
+    return {
+        "running_mean": mean,
+        "running_var": var,
+        "num_batches_tracked": np.ones((), np.int64),
+    }
+
+
+def _buffers_into_state(
+    module: Any, state: Any, buffers: Mapping[str, np.ndarray]
+) -> Any:
+    """``state`` with one BatchNorm's running statistics set from torch's buffers."""
+    counted = buffers.get("num_batches_tracked")
+    count = 0 if counted is None else int(np.asarray(counted))
+    if module.mode == "batch":
+        old_count = state.get(module.batch_counter)
+        old = state.get(module.batch_state_index)
+        scale = _debias(module, count)
+        sums = tuple(
+            jnp.asarray(np.asarray(buffers[name], np.float64) * scale, o.dtype)
+            for name, o in zip(_STATISTICS, old, strict=True)
+        )
+        # full_like keeps the counter's weak type, which State.set compares.
+        state = state.set(module.batch_counter, jax.lax.full_like(old_count, count))
+        return state.set(module.batch_state_index, sums)
+    old = state.get(module.ema_state_index)
+    stats = tuple(
+        jnp.asarray(buffers[name], o.dtype)
+        for name, o in zip(_STATISTICS, old, strict=True)
+    )
+    first_time = state.get(module.ema_first_time_index)
+    state = state.set(
+        module.ema_first_time_index, jax.lax.full_like(first_time, count == 0)
+    )
+    return state.set(module.ema_state_index, stats)
+
+
+@functools.cache
+def _unshared_type() -> Any:
+    """``eqx.nn.Shared`` with its tied nodes filled in, for naming and loading.
+
+    Its fields are ``Shared``'s; the tied targets hold what ``get`` gives them,
+    as ``shared()`` returns them.
+    """
+    eqx = require_equinox("to_torch")
+
+    class Unshared(eqx.Module):  # type: ignore[misc, name-defined]
+        pytree: Any
+        where: Any
+        get: Any
+
+    return Unshared
+
+
+def _unshare(model: Any) -> Any:
+    """``model`` with every ``eqx.nn.Shared`` (nested ones too) filled in."""
+    eqx = require_equinox("to_torch")
+    unshared = _unshared_type()
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, eqx.nn.Shared):
+            return unshared(_unshare(node()), node.where, node.get)
+        return node
+
+    def is_shared(node: Any) -> bool:
+        return isinstance(node, eqx.nn.Shared)
+
+    return jax.tree.map(fill, model, is_leaf=is_shared)
+
+
+def _reshare(model: Any, name: Callable[[Path], str], at: Path = ()) -> Any:
+    """The inverse of ``_unshare``; tied values must agree with their source.
+
+    ``name(path)`` is the torch name of the node at ``path`` (for the error).
+    """
+    eqx = require_equinox("from_torch")
+    unshared = _unshared_type()
+
+    def tie(key_path: Any, node: Any) -> Any:
+        if not isinstance(node, unshared):
+            return node
+        path = at + tuple(_key(entry) for entry in key_path)
+        pytree = _reshare(node.pytree, name, (*path, "pytree"))
+        targets = jax.tree.leaves(node.where(node.pytree))
+        sources = jax.tree.leaves(node.get(node.pytree))
+        if not all(
+            np.array_equal(np.asarray(t), np.asarray(s))
+            for t, s in zip(targets, sources, strict=True)
+            if not isinstance(t, jax.ShapeDtypeStruct | jax.core.Tracer)
+        ):
+            raise ValueError(
+                f"from_torch: the tensors tied by the eqx.nn.Shared at "
+                f"{name(path)!r} differ in the state dict (torch's state_dict "
+                "lists a tied parameter under each of its names, equal)"
+            )
+        return eqx.nn.Shared(pytree, node.where, node.get)
+
+    return jax.tree_util.tree_map_with_path(
+        tie, model, is_leaf=lambda node: isinstance(node, unshared)
+    )
+
+
+def _key(entry: Any) -> Any:
+    """One step of a jax key path as ``walk`` names it: attribute or index."""
+    for field in ("name", "idx", "key"):
+        if hasattr(entry, field):
+            return getattr(entry, field)
+    return str(entry)  # pragma: no cover - other key kinds
+
+
 class _Plan:
-    """Which torch tensors a model has: its layers and its loose parameters."""
+    """Which torch tensors a model has: its layers and its loose parameters.
+
+    ``model`` is the model with its ``eqx.nn.Shared`` filled in (``_unshare``).
+    """
 
     def __init__(self, model: Any) -> None:
         eqx = require_equinox("from_torch")
@@ -244,45 +386,82 @@ class _Plan:
     def prefix(self, path: Path) -> str:
         """The torch name of ``path``: its parts joined by ``.``.
 
-        A Sequential's ``layers`` is left out: torch's names children by index.
+        A Sequential's ``layers`` and a Shared's ``pytree`` are left out: torch
+        names children by index (``ModuleList``, ``Sequential``).
         """
+        left_out = (
+            (self.eqx.nn.Sequential, "layers"),
+            (_unshared_type(), "pytree"),
+        )
         parts = []
         for index, part in enumerate(path):
             owner = self.by_path.get(path[:index])
-            if part == "layers" and isinstance(owner, self.eqx.nn.Sequential):
+            if any(part == name and isinstance(owner, kind) for kind, name in left_out):
                 continue
             parts.append(str(part))
         return ".".join(parts)
+
+    def check_concrete(self, owner: str) -> None:
+        """Raises a TypeError naming the parameters that have no values."""
+        abstract = [
+            self.prefix(path)
+            for path, value in self.params.items()
+            if isinstance(value, jax.ShapeDtypeStruct)
+        ]
+        if abstract:
+            raise TypeError(
+                f"{owner}: the model is abstract: {len(abstract)} parameter(s) are "
+                f"jax.ShapeDtypeStruct, not arrays ({', '.join(abstract[:3])}"
+                f"{', ...' if len(abstract) > 3 else ''}); give them values first, "
+                "e.g. jaxinit.equinox.torch_init(model, key)"
+            )
 
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def to_torch(model: Any) -> dict[str, np.ndarray]:
+def _check_state(owner: str, state: Any) -> None:
+    eqx = require_equinox(owner)
+    if state is not None and not isinstance(state, eqx.nn.State):
+        raise TypeError(
+            f"{owner}: state must be an eqx.nn.State (from eqx.nn.make_with_state) "
+            f"or None, got {type(state).__name__}"
+        )
+
+
+def to_torch(model: Any, state: Any = None) -> dict[str, np.ndarray]:
     """See ``jaxinit.equinox.to_torch``."""
-    plan = _Plan(model)
-    state: dict[str, np.ndarray] = {}
+    _check_state("to_torch", state)
+    plan = _Plan(_unshare(model))
+    plan.check_concrete("to_torch")
+    tensors: dict[str, np.ndarray] = {}
     for path, (module, export, _) in plan.layers.items():
         prefix = plan.prefix(path)
         for name, value in export(module).items():
-            state[_join(prefix, name)] = np.array(value)
+            tensors[_join(prefix, name)] = np.array(value)
     for prefix, module in plan.batch_norms:
-        for name, value in _batch_norm_buffers(module).items():
-            state[_join(prefix, name)] = value
+        if state is None:
+            buffers = _fresh_buffers(module)
+        else:
+            buffers = _buffers_from_state(module, state)
+        for name, value in buffers.items():
+            tensors[_join(prefix, name)] = value
     for path in plan.loose:
-        state[plan.prefix(path)] = np.array(plan.params[path])
-    return state
+        tensors[plan.prefix(path)] = np.array(plan.params[path])
+    return tensors
 
 
-def from_torch(model: Any, state_dict: Mapping[str, Any]) -> Any:
+def from_torch(model: Any, state_dict: Mapping[str, Any], state: Any = None) -> Any:
     """See ``jaxinit.equinox.from_torch``."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(
             "from_torch: state_dict must be a mapping from torch names to arrays, "
             f"got {type(state_dict).__name__}"
         )
-    plan = _Plan(model)
+    _check_state("from_torch", state)
+    unshared = _unshare(model)
+    plan = _Plan(unshared)
     eqx = plan.eqx
     used: set[str] = set()
 
@@ -310,8 +489,21 @@ def from_torch(model: Any, state_dict: Mapping[str, Any]) -> Any:
         }
         for local, value in load(module, tensors).items():
             new[path + local] = value
+    if state is not None:
+        # State.set invalidates the State it is called on: work on a copy.
+        state = jax.tree.map(lambda leaf: leaf, state)
     for prefix, module in plan.batch_norms:
-        used.update(_join(prefix, name) for name in _batch_norm_buffers(module))
+        fresh = _fresh_buffers(module)
+        if state is not None:
+            buffers = {
+                name: fetch(_join(prefix, name), fresh[name].shape)
+                for name in _STATISTICS
+            }
+            counter = _join(prefix, "num_batches_tracked")
+            if counter in state_dict:
+                buffers["num_batches_tracked"] = fetch(counter, ())
+            state = _buffers_into_state(module, state, buffers)
+        used.update(_join(prefix, name) for name in fresh)
     for path in plan.loose:
         new[path] = fetch(plan.prefix(path), tuple(plan.params[path].shape))
     unexpected = sorted(set(state_dict) - used)
@@ -325,4 +517,5 @@ def from_torch(model: Any, state_dict: Mapping[str, Any]) -> Any:
         old = plan.params[path]
         if isinstance(old, jax.Array) and not isinstance(old, jax.core.Tracer):
             cast[path] = jax.device_put(value, old.sharding)
-    return replace_leaves(model, cast)
+    loaded = _reshare(replace_leaves(unshared, cast), plan.prefix)
+    return loaded if state is None else (loaded, state)

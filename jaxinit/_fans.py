@@ -56,31 +56,40 @@ class LayoutSpec:
     def resolve(self, owner: str, shape: Sequence[int]) -> "ResolvedAxes":
         """Resolves the axes against a concrete shape (rank >= 2 required)."""
         rank = len(shape)
-        if rank - len(self.batch_axis) < 2:
-            raise ValueError(
-                f"{owner}: Fan in and fan out can not be computed for tensor with "
-                f"fewer than 2 dimensions; got shape {tuple(shape)}. Fan-based "
-                "initializers "
-                "need a weight of rank >= 2 (for a bias, pass the weight's fan "
-                "explicitly)"
-            )
-        default_in, default_out = LAYOUT_AXES[self.layout]
-        in_axes = self.in_axis if self.in_axis is not None else (default_in,)
-        out_axes = self.out_axis if self.out_axis is not None else (default_out,)
-        groups = {
-            "in_axis": in_axes,
-            "out_axis": out_axes,
-            "batch_axis": self.batch_axis,
-        }
-        normalized: dict[str, tuple[int, ...]] = {}
-        for name, axes in groups.items():
+
+        def normalize(name: str, axes: tuple[int, ...]) -> tuple[int, ...]:
             for axis in axes:
                 if not -rank <= axis < rank:
                     raise ValueError(
                         f"{owner}: {name} {axis} is out of range for shape "
                         f"{tuple(shape)} of rank {rank}"
                     )
-            normalized[name] = tuple(axis % rank for axis in axes)
+            return tuple(axis % rank for axis in axes)
+
+        # Batch axes first: the rank that counts is the one they leave.
+        batch = normalize("batch_axis", self.batch_axis)
+        left = rank - len(set(batch))
+        if left < 2:
+            batched = (
+                f" with batch_axis {self.batch_axis}, which leaves {left}"
+                if batch
+                else ""
+            )
+            raise ValueError(
+                f"{owner}: Fan in and fan out can not be computed for tensor with "
+                f"fewer than 2 dimensions; got shape {tuple(shape)}{batched}. "
+                "Fan-based initializers need a weight of rank >= 2"
+                f"{' besides its batch axes' if batch else ''} (for a bias, pass the "
+                "weight's fan explicitly)"
+            )
+        default_in, default_out = LAYOUT_AXES[self.layout]
+        in_axes = self.in_axis if self.in_axis is not None else (default_in,)
+        out_axes = self.out_axis if self.out_axis is not None else (default_out,)
+        normalized = {
+            "in_axis": normalize("in_axis", in_axes),
+            "out_axis": normalize("out_axis", out_axes),
+            "batch_axis": batch,
+        }
         used = [axis for axes in normalized.values() for axis in axes]
         if (
             len(set(used)) != len(used)

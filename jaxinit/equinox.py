@@ -164,35 +164,52 @@ def torch_rules() -> dict[Any, Any]:
     return _eqx_reinit.torch_rules()
 
 
-def from_torch(model: Any, state_dict: Mapping[str, Any]) -> Any:
+def from_torch(model: Any, state_dict: Mapping[str, Any], state: Any = None) -> Any:
     """Returns a copy of an Equinox model holding a torch state dict's weights.
 
-    Torch names are the Equinox attribute names and list indices joined by ``.``
-    (an ``eqx.nn.Sequential``'s ``layers`` is left out, as torch's ``Sequential``
-    names its children by index), with torch's names inside each layer:
-    ``weight``/``bias``; ``in_proj_weight`` (or ``q_proj_weight``,
+    Torch names are the Equinox attribute names, list indices and dict keys
+    joined by ``.`` (an ``eqx.nn.Sequential``'s ``layers`` is left out, as
+    torch's ``Sequential`` names its children by index; layers in a dict field
+    are named as in torch's ``ModuleDict``), with torch's names inside each
+    layer: ``weight``/``bias``; ``in_proj_weight`` (or ``q_proj_weight``,
     ``k_proj_weight``, ``v_proj_weight``), ``in_proj_bias``, ``out_proj.weight``,
     ``out_proj.bias`` for attention; ``weight_ih``, ``weight_hh``, ``bias_ih``,
     ``bias_hh`` for the cells. A ``ConvTranspose`` weight is flipped in space with
     its input and output channels swapped per group; an LSTM bias is torch's
     ``bias_ih + bias_hh``, a GRU's ``[b_ir + b_hr, b_iz + b_hz, b_in]`` with
-    ``bias_n = b_hn``. BatchNorm's running statistics are accepted and ignored
-    (Equinox keeps them in ``eqx.nn.State``). Values are cast to each Equinox
-    parameter's dtype.
+    ``bias_n = b_hn``. Values are cast to each Equinox parameter's dtype.
+
+    Tied weights (``eqx.nn.Shared``): its ``pytree`` is left out of the names
+    (``Shared((embedding, head), ...)`` in field ``tied`` is ``tied.0.weight``,
+    ``tied.1.weight``, a torch ``ModuleList``), and a tied parameter is read
+    under each of its names, as torch's ``state_dict()`` lists it (its
+    ``named_parameters()`` lists it once); the values must agree.
+
+    BatchNorm's running statistics (``running_mean``, ``running_var``,
+    ``num_batches_tracked``) go into ``state`` when one is given; without a
+    state they are accepted and ignored. In ``batch`` mode the state keeps the
+    count and the debiased sums Equinox's inference divides back, so inference
+    uses torch's running statistics; in ``ema`` mode it keeps the statistics
+    (``num_batches_tracked`` 0 marks them unset, as after ``make_with_state``).
 
     Args:
         model: an Equinox module (concrete or abstract).
         state_dict: ``{torch name: array}``, numpy arrays or anything
             ``np.asarray`` reads (``tensor.numpy()`` for torch tensors).
+        state: the model's ``eqx.nn.State`` (``eqx.nn.make_with_state``), or
+            None.
 
     Returns:
-        The new model; the input is untouched.
+        The new model, or ``(model, state)`` when ``state`` is given; the inputs
+        are untouched.
 
     Raises:
         KeyError: a tensor the model needs is missing, or one is left over; the
             message names the torch key(s).
-        ValueError: a tensor's shape differs; the message names the key and both
-            shapes. Nothing is loaded when any check fails.
+        ValueError: a tensor's shape differs (the message names the key and both
+            shapes), or tied tensors differ. Nothing is loaded when any check
+            fails.
+        TypeError: ``state_dict`` is not a mapping, or ``state`` not a State.
 
     Examples:
         >>> import jax, numpy as np, equinox as eqx, jaxinit.equinox
@@ -202,30 +219,53 @@ def from_torch(model: Any, state_dict: Mapping[str, Any]) -> Any:
         >>> layer = jaxinit.equinox.from_torch(layer, weights)
         >>> layer(np.ones(3, np.float32)).tolist()
         [3.0, 3.0]
+        >>> norm, state = eqx.nn.make_with_state(eqx.nn.BatchNorm)(
+        ...     2, "batch", mode="batch")
+        >>> stats = {"weight": np.ones(2, np.float32), "bias": np.zeros(2, np.float32),
+        ...          "running_mean": np.array([1.0, -1.0], np.float32),
+        ...          "running_var": np.array([4.0, 0.25], np.float32),
+        ...          "num_batches_tracked": np.array(10)}
+        >>> norm, state = jaxinit.equinox.from_torch(norm, stats, state)
+        >>> out, _ = norm(np.array([3.0, 0.0], np.float32), state, inference=True)
+        >>> np.round(out, 3).tolist()  # (x - running_mean) / sqrt(running_var + eps)
+        [1.0, 2.0]
     """
-    return _eqx_convert.from_torch(model, state_dict)
+    return _eqx_convert.from_torch(model, state_dict, state)
 
 
-def to_torch(model: Any) -> dict[str, np.ndarray]:
+def to_torch(model: Any, state: Any = None) -> dict[str, np.ndarray]:
     """The model's weights as a torch state dict of numpy arrays.
 
-    The inverse of ``from_torch``, names and layouts as described there. The
-    result loads into the torch twin with ``load_state_dict(..., strict=True)``
-    (via ``torch.from_numpy``): torch's split biases are written as
-    ``bias_ih`` = the Equinox bias and ``bias_hh`` = zeros (GRU: ``bias_n`` in its
-    new-gate block), which gives the same forward pass, and BatchNorm gets torch's
-    fresh running statistics (mean 0, variance 1, no batches tracked).
+    The inverse of ``from_torch``, names and layouts as described there (a
+    tied parameter under each of its names). The result loads into the torch
+    twin with ``load_state_dict(..., strict=True)`` (via ``torch.from_numpy``):
+    torch's split biases are written as ``bias_ih`` = the Equinox bias and
+    ``bias_hh`` = zeros (GRU: ``bias_n`` in its new-gate block), which gives the
+    same forward pass. BatchNorm's running statistics come from ``state``
+    (``batch`` mode: the statistics Equinox's inference uses, and its count;
+    ``ema`` mode: the statistics, with ``num_batches_tracked`` 1 once set, 0
+    and torch's fresh ones before); without a state they are torch's fresh ones
+    (mean 0, variance 1, no batches tracked).
 
     Args:
         model: a concrete Equinox module.
+        state: the model's ``eqx.nn.State``, or None.
 
     Returns:
         ``{torch name: numpy array}``.
+
+    Raises:
+        TypeError: the model is abstract (``jax.ShapeDtypeStruct`` parameters,
+            from ``eqx.filter_eval_shape``: the message names them), or
+            ``state`` is not a State.
 
     Examples:
         >>> import jax, equinox as eqx, jaxinit.equinox
         >>> layer = eqx.nn.Conv2d(2, 4, 3, key=jax.random.key(0))
         >>> {k: v.shape for k, v in jaxinit.equinox.to_torch(layer).items()}
         {'weight': (4, 2, 3, 3), 'bias': (4,)}
+        >>> norm = eqx.nn.BatchNorm(3, "batch", mode="batch")
+        >>> jaxinit.equinox.to_torch(norm)["running_var"].tolist()
+        [1.0, 1.0, 1.0]
     """
-    return _eqx_convert.to_torch(model)
+    return _eqx_convert.to_torch(model, state)

@@ -58,7 +58,7 @@ __all__ = [
 
 def init(
     module: Any,
-    key: jax.Array,
+    key: Any,
     *args: Any,
     method: Any = None,
     **kwargs: Any,
@@ -66,9 +66,10 @@ def init(
     """A linen module's variables, as ``module.init(key, *args)`` makes them, fast.
 
     The drop-in for ``module.init`` (and ``jax.jit(module.init)``) when the
-    first call's time matters. It returns the same structure, shapes and dtypes,
-    and every parameter is drawn from the initializer its module declares, with
-    the key ``leaf_key(key, path)`` (``param_key``): the laws are ``module.init``'s,
+    first call's time matters. It returns the same collections, structure,
+    shapes and dtypes (``{}`` for a module without variables), and every
+    parameter is drawn from the initializer its module declares, with the key
+    ``leaf_key(key, path)`` (``param_key``): the laws are ``module.init``'s,
     the values are not. Parameters with a jaxinit initializer (also inside
     ``nn.with_partitioning``, returned boxed as ``module.init`` returns them) are
     drawn by ``init_tree``'s shape-independent programs; any other initializer
@@ -77,19 +78,32 @@ def init(
 
     How it sees the initializers: one abstract ``module.init`` (``jax.eval_shape``,
     no compute) records the initializer and arguments each parameter is created
-    with. What that cannot stand in for is left to the module's own code, in one
-    jit of ``module.apply(..., mutable=True)`` given the parameters drawn so far:
-    collections other than ``params`` (``batch_stats``, caches), parameters made
-    under lifted transforms (``nn.scan``, ``nn.vmap``: the recorded call draws one
-    slice), initializers that read the inputs' values. Such parameters are drawn
-    from the module's ``params`` stream rather than ``leaf_key``. Under a mesh
-    (``jax.set_mesh``), parameters that a jaxinit initializer draws inside
-    ``nn.with_partitioning`` come back boxed and drawn straight into the sharding
-    their names give, each device making only its own shards.
+    with, and checks that the value the module finally stores is that
+    initializer's output. What that cannot stand in for is left to the module's
+    own code, in one jit of ``module.init`` given the parameters drawn so far:
+    collections other than ``params`` (``batch_stats``, caches), parameters the
+    module changes after creating them (``self.put_variable`` after
+    ``self.param``, ``nn.map_variables`` with ``trans_out_fn``: the stored,
+    changed value is what comes back), parameters made under lifted transforms
+    that stack or split them (``nn.scan``, ``nn.vmap``), initializers that read
+    the inputs' values. Such parameters are drawn from the module's ``params``
+    stream rather than ``leaf_key``. Parameters that ``nn.remat`` or ``nn.jit``
+    carry out unchanged keep the fast path.
+
+    It works under ``jax.jit`` (``jax.jit(jaxinit.flax.init, static_argnums=0)``)
+    and ``jax.eval_shape``, and other threads may build Flax models meanwhile:
+    linen's ``Scope.param`` serves this call only in the calling thread (a
+    context variable), never process-wide. Under a mesh (``jax.set_mesh``),
+    outside any trace, parameters that a jaxinit initializer draws inside
+    ``nn.with_partitioning`` come back boxed and drawn straight into the
+    sharding their names give, each device making only its own shards.
 
     Args:
         module: a linen ``Module``.
-        key: a PRNG key (the ``params`` stream of ``module.init``).
+        key: what ``module.init`` takes: a PRNG key (the ``params`` stream), or
+            a dict of keys by stream (``{"params": k, "dropout": k2}``), passed
+            whole to the module's code; the ``params`` key is the ``key`` of
+            ``leaf_key``.
         *args: the example inputs ``module.init`` takes.
         method: the method to call (default ``__call__``), as for ``module.init``.
         **kwargs: keyword arguments for that call.
@@ -114,6 +128,10 @@ def init(
         True
         >>> bound = (6 / 8) ** 0.5
         >>> bool((abs(params["layers_0"]["kernel"]) <= bound).all())
+        True
+        >>> rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+        >>> same = jaxinit.flax.init(module, rngs, x)["params"]["layers_0"]["kernel"]
+        >>> bool((same == params["layers_0"]["kernel"]).all())
         True
     """
     _optional.require("flax", "flax", "jaxinit.flax.init")

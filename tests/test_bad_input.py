@@ -294,6 +294,28 @@ ROWS = [
         r"xavier_uniform: in_axis \(0,\), out_axis \(0,\) and batch_axis \(\) must be "
         r"non-empty \(in, out\) and must not share axes",
     ),
+    Row(
+        "fan-rank-batch-axes",
+        lambda: jaxinit.xavier_uniform(batch_axis=0)(KEY, (3, 4)),
+        ValueError,
+        r"xavier_uniform: Fan in and fan out can not be computed for tensor with "
+        r"fewer than 2 dimensions; got shape \(3, 4\) with batch_axis \(0,\), which "
+        r"leaves 1\. Fan-based initializers need a weight of rank >= 2 besides its "
+        r"batch axes",
+    ),
+    Row(
+        "batch-axis-out-of-range",
+        lambda: jaxinit.kaiming_normal(batch_axis=5)(KEY, (3, 4)),
+        ValueError,
+        r"kaiming_normal: batch_axis 5 is out of range for shape \(3, 4\) of rank 2",
+    ),
+    Row(
+        "batch-axes-repeated",
+        lambda: jaxinit.xavier_normal(batch_axis=(0, 0))(KEY, (3, 4, 5)),
+        ValueError,
+        r"xavier_normal: in_axis \(-2,\), out_axis \(-1,\) and batch_axis \(0, 0\) "
+        r"must be non-empty \(in, out\) and must not share axes",
+    ),
     # Bad shapes.
     Row(
         "negative-dim",
