@@ -1,0 +1,232 @@
+"""Assembly: drawn blocks of rows into leaves and shards, on the host or the device.
+
+On the host (the CPU backend, where host memory is device memory) a shard's
+rows are copied into one aligned buffer, which ``jax.device_put`` then uses in
+place. On the device (other backends), a shard is cut out of the blocks it
+spans by a small program whose position is a runtime value, so parameters
+never cross to the host and back; the shards of a leaf cut alike on every
+device are cut by one program for all devices (lockstep).
+"""
+
+import dataclasses
+import functools
+import math
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec
+
+from . import _compat, _programs
+from ._geometry import Rows, Segment
+from ._keys import Path
+
+# Host buffers aligned to this many bytes are placed on the CPU without a copy.
+_ALIGN = 64
+
+Results = dict[tuple[Path, jax.Device | None], jax.Array]
+
+
+@dataclasses.dataclass
+class Leaf:
+    """A leaf the programs draw (or a constant filled on the host)."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    plan: _programs.RowPlan
+    key_words: np.ndarray  # its key's two uint32 words
+
+
+@dataclasses.dataclass
+class Job:
+    """One shard of a leaf, drawn on one device and placed on ``devices``."""
+
+    leaf: Leaf
+    shape: tuple[int, ...]
+    rows: Rows
+    devices: tuple[jax.Device, ...]  # () for the default placement
+    start: int = 0  # its first row in its device's queue
+    segments: tuple[Segment, ...] = ()
+    # On the device path, the jobs of one leaf that sit at the same rows of
+    # every device's queue and are cut by one program for all devices.
+    lockstep: "tuple[Job, ...] | None" = None
+
+
+def aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialized host array whose data is 64-byte aligned.
+
+    jax.device_put uses such an array in place on CPU; numpy's own large
+    allocations are 16-byte aligned, which jax copies.
+    """
+    nbytes = size * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    return raw[skip : skip + nbytes].view(dtype)
+
+
+def filled(value: float, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A constant leaf or shard, filled on the host."""
+    host = aligned_empty(math.prod(shape), dtype)
+    host.fill(value)
+    return host.reshape(shape)
+
+
+class Shard:
+    """One job's values as its rows arrive: a host buffer, or device blocks."""
+
+    def __init__(self, job: Job, dtype: np.dtype, on_device: bool) -> None:
+        self.job = job
+        size = math.prod(job.shape)
+        self.buffer = None if on_device else aligned_empty(size, dtype)
+        self.blocks: list[jax.Array] = []  # the device path's drawn blocks
+        self.offset = 0  # its first row in the first of them
+
+    def add(
+        self, block: jax.Array, block_start: int, values: np.ndarray | None
+    ) -> None:
+        """Takes its rows from a drawn block (``values``: on the host)."""
+        job = self.job
+        if self.buffer is None or values is None:
+            if not self.blocks:
+                self.offset = job.start - block_start
+            self.blocks.append(block)
+            return
+        block_end = block_start + values.shape[0]
+        for row, end, skip, take, offset in job.segments:
+            lo = max(job.start + row, block_start)
+            hi = min(job.start + end, block_end)
+            if lo < hi:
+                dest = offset + (lo - job.start - row) * take
+                target = self.buffer[dest : dest + (hi - lo) * take]
+                np.copyto(
+                    target.reshape(hi - lo, take),
+                    values[lo - block_start : hi - block_start, skip : skip + take],
+                )
+
+    def value(self) -> np.ndarray | jax.Array:
+        """The shard: a host array, or an array on the blocks' device."""
+        if self.buffer is not None:
+            return self.buffer.reshape(self.job.shape)
+        job = self.job
+        # On its blocks' device, also under a caller's jax.set_mesh(mesh).
+        with _compat.mesh_context(None):
+            shard: jax.Array = _assemble(
+                job.segments,
+                job.rows.take.size,
+                job.shape,
+                tuple(self.blocks),
+                np.int32(self.offset),
+            )
+        return shard
+
+
+def place(done: list[Shard], results: Results) -> None:
+    """Puts finished shards where they go: one placement call for the host's."""
+    host: list[np.ndarray] = []
+    targets: list[tuple[Path, jax.Device | None]] = []
+    devices: list[jax.Device | None] = []
+    for shard in done:
+        value = shard.value()
+        for device in shard.job.devices or (None,):
+            target = (shard.job.leaf.path, device)
+            if isinstance(value, jax.Array):
+                results[target] = value  # drawn where it goes
+            else:
+                host.append(value)
+                targets.append(target)
+                devices.append(device)
+    if not host:
+        return
+    # One placement call per block: per-array calls cost ~0.4 ms each.
+    if devices[0] is None:
+        placed = jax.device_put(host)
+    else:
+        placed = jax.device_put(host, devices)
+    results.update(zip(targets, placed, strict=True))
+
+
+def cut_lockstep(
+    jobs: tuple[Job, ...],
+    kept: Mapping[int, jax.Array],
+    mesh: jax.sharding.Mesh,
+    results: Results,
+) -> None:
+    """Cuts a leaf's shards, at the same rows on every device, in one call."""
+    job = jobs[0]
+    first = job.start // _programs.BLOCK_ROWS
+    last = (job.start + job.rows.take.size - 1) // _programs.BLOCK_ROWS
+    blocks = tuple(kept[i] for i in range(first, last + 1))
+    offset = np.int32(job.start - first * _programs.BLOCK_ROWS)
+    with _compat.mesh_context(mesh):
+        cut = _assemble_lanes(
+            mesh, job.segments, job.rows.take.size, job.shape, blocks, offset
+        )
+    shards = {shard.device: shard.data for shard in cut.addressable_shards}
+    for each in jobs:
+        results[(each.leaf.path, each.devices[0])] = shards[each.devices[0]]
+
+
+def _cut(
+    segments: tuple[Segment, ...],
+    rows: int,
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    offset: jax.Array,
+) -> jax.Array:
+    """The shard whose ``rows`` rows start at row ``offset`` of ``blocks``."""
+    stacked = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
+    window = lax.dynamic_slice_in_dim(stacked, offset, rows, axis=0)
+    parts = [
+        window[first:end, skip : skip + take].reshape(-1)
+        for first, end, skip, take, _ in segments
+    ]
+    flat = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    shard: jax.Array = flat.reshape(shape)
+    return shard
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _assemble(
+    segments: tuple[Segment, ...],
+    rows: int,
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    offset: jax.Array,
+) -> jax.Array:
+    """One shard from the drawn blocks it spans, on their device.
+
+    Its position is a runtime value: one program serves every shard cut alike
+    (the same shape, rows and segments), wherever it lies in the blocks.
+    """
+    return _cut(segments, rows, shape, blocks, offset)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _assemble_lanes(
+    mesh: jax.sharding.Mesh,
+    segments: tuple[Segment, ...],
+    rows: int,
+    shape: tuple[int, ...],
+    blocks: tuple[jax.Array, ...],
+    offset: jax.Array,
+) -> jax.Array:
+    """``_assemble`` on every device of ``mesh`` at once, each on its own rows.
+
+    The result stacks the devices' shards along the first axis; each device's
+    piece is its shard.
+    """
+
+    def local(blocks: tuple[jax.Array, ...], offset: jax.Array) -> jax.Array:
+        return _cut(segments, rows, shape, blocks, offset)
+
+    rows_spec = PartitionSpec("rows")  # type: ignore[no-untyped-call]
+    cut: jax.Array = _compat.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(rows_spec, PartitionSpec()),  # type: ignore[no-untyped-call]
+        out_specs=rows_spec,
+    )(blocks, offset)
+    return cut
