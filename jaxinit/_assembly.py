@@ -8,9 +8,11 @@ never cross to the host and back; the shards of a leaf cut alike on every
 device are cut by one program for all devices (lockstep).
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
+import mmap
 from collections.abc import Mapping
 
 import jax
@@ -25,6 +27,11 @@ from ._keys import Path
 
 # Host buffers aligned to this many bytes are placed on the CPU without a copy.
 _ALIGN = 64
+# Host buffers of at least this many bytes are mapped with their pages in place
+# (MAP_POPULATE, Linux): one call, where a fault per page on first write cost
+# about three times the copy into them.
+_MAP_BYTES = 1 << 20
+_MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)
 
 Results = dict[tuple[Path, jax.Device | None], jax.Array]
 
@@ -53,6 +60,8 @@ class Job:
     # On the device path, the jobs of one leaf that sit at the same rows of
     # every device's queue and are cut by one program for all devices.
     lockstep: "tuple[Job, ...] | None" = None
+    # On the host path, its buffer, being mapped by a worker thread.
+    buffer: "concurrent.futures.Future[np.ndarray] | None" = None
 
 
 def aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
@@ -61,15 +70,32 @@ def aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
     jax.device_put uses such an array in place on CPU; numpy's own large
     allocations are 16-byte aligned, which jax copies.
     """
+    mapped = _mapped(size * dtype.itemsize, populate=True)
+    if mapped is not None:
+        return mapped.view(dtype)
     nbytes = size * dtype.itemsize
     raw = np.empty(nbytes + _ALIGN, np.uint8)
     skip = -raw.ctypes.data % _ALIGN
     return raw[skip : skip + nbytes].view(dtype)
 
 
+def _mapped(nbytes: int, *, populate: bool) -> np.ndarray | None:
+    """Fresh zeroed pages (page-aligned) for a large buffer, where supported."""
+    if not _MAP_POPULATE or nbytes < _MAP_BYTES:
+        return None
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_POPULATE if populate else 0)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), np.uint8)
+
+
 def filled(value: float, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A constant leaf or shard, filled on the host."""
-    host = aligned_empty(math.prod(shape), dtype)
+    size = math.prod(shape)
+    if value == 0 and math.copysign(1.0, value) > 0:
+        # Fresh pages read as +0.0 (every dtype): nothing to write.
+        zeros = _mapped(size * dtype.itemsize, populate=False)
+        if zeros is not None:
+            return zeros.view(dtype).reshape(shape)
+    host = aligned_empty(size, dtype)
     host.fill(value)
     return host.reshape(shape)
 
@@ -77,10 +103,15 @@ def filled(value: float, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 class Shard:
     """One job's values as its rows arrive: a host buffer, or device blocks."""
 
-    def __init__(self, job: Job, dtype: np.dtype, on_device: bool) -> None:
+    def __init__(self, job: Job, on_device: bool) -> None:
         self.job = job
-        size = math.prod(job.shape)
-        self.buffer = None if on_device else aligned_empty(size, dtype)
+        self.buffer = None
+        if not on_device:
+            ahead = job.buffer
+            size = math.prod(job.shape)
+            self.buffer = (
+                ahead.result() if ahead else aligned_empty(size, job.leaf.dtype)
+            )
         self.blocks: list[jax.Array] = []  # the device path's drawn blocks
         self.offset = 0  # its first row in the first of them
 
@@ -114,6 +145,7 @@ class Shard:
         # On its blocks' device, also under a caller's jax.set_mesh(mesh).
         with _compat.mesh_context(None):
             shard: jax.Array = _assemble(
+                job.leaf.dtype,
                 job.segments,
                 job.rows.take.size,
                 job.shape,
@@ -162,7 +194,13 @@ def cut_lockstep(
     offset = np.int32(job.start - first * _programs.BLOCK_ROWS)
     with _compat.mesh_context(mesh):
         cut = _assemble_lanes(
-            mesh, job.segments, job.rows.take.size, job.shape, blocks, offset
+            mesh,
+            job.leaf.dtype,
+            job.segments,
+            job.rows.take.size,
+            job.shape,
+            blocks,
+            offset,
         )
     shards = {shard.device: shard.data for shard in cut.addressable_shards}
     for each in jobs:
@@ -170,6 +208,7 @@ def cut_lockstep(
 
 
 def _cut(
+    dtype: np.dtype,
     segments: tuple[Segment, ...],
     rows: int,
     shape: tuple[int, ...],
@@ -178,7 +217,8 @@ def _cut(
 ) -> jax.Array:
     """The shard whose ``rows`` rows start at row ``offset`` of ``blocks``."""
     stacked = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
-    window = lax.dynamic_slice_in_dim(stacked, offset, rows, axis=0)
+    packed = lax.dynamic_slice_in_dim(stacked, offset, rows, axis=0)
+    window = _programs.device_rows(packed, dtype)
     parts = [
         window[first:end, skip : skip + take].reshape(-1)
         for first, end, skip, take, _ in segments
@@ -188,8 +228,9 @@ def _cut(
     return shard
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _assemble(
+    dtype: np.dtype,
     segments: tuple[Segment, ...],
     rows: int,
     shape: tuple[int, ...],
@@ -201,12 +242,13 @@ def _assemble(
     Its position is a runtime value: one program serves every shard cut alike
     (the same shape, rows and segments), wherever it lies in the blocks.
     """
-    return _cut(segments, rows, shape, blocks, offset)
+    return _cut(dtype, segments, rows, shape, blocks, offset)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _assemble_lanes(
     mesh: jax.sharding.Mesh,
+    dtype: np.dtype,
     segments: tuple[Segment, ...],
     rows: int,
     shape: tuple[int, ...],
@@ -220,7 +262,7 @@ def _assemble_lanes(
     """
 
     def local(blocks: tuple[jax.Array, ...], offset: jax.Array) -> jax.Array:
-        return _cut(segments, rows, shape, blocks, offset)
+        return _cut(dtype, segments, rows, shape, blocks, offset)
 
     rows_spec = PartitionSpec("rows")  # type: ignore[no-untyped-call]
     cut: jax.Array = _compat.shard_map(

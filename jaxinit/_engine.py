@@ -16,14 +16,14 @@ the same rows of every queue when the shards are cut alike, so that one
 program cuts them all. Constants are filled on the host.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from . import _assembly, _compat, _programs
+from . import _assembly, _programs
 from ._assembly import Job, Leaf, Results, Shard
 from ._geometry import same_cut, segments, shard_rows
 from ._keys import Path
@@ -60,19 +60,31 @@ def draw(
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[Leaf]] = defaultdict(list)
     constants: dict[Path, np.ndarray] = {}
+    # Every device of the call's shardings draws in every law's program, so
+    # that one program (one mesh of lanes) serves the whole call.
+    lanes = {d for sharding in shardings.values() for d in sharding.addressable_devices}
+    ordered = sorted(lanes, key=lambda device: device.id)  # type: ignore[attr-defined]
+    mesh = jax.sharding.Mesh(np.array(ordered), ("rows",)) if lanes else None
+    programs: dict[tuple[jax.sharding.Mesh | None, np.dtype, str], None] = {}
     for leaf in leaves:
         sharding = shardings.get(leaf.path)
         if leaf.plan.law != "constant":
             by_law[(leaf.dtype, leaf.plan.law)].append(leaf)
+            programs[
+                (None if sharding is None else mesh, leaf.dtype, leaf.plan.law)
+            ] = None
         elif sharding is None:
             constants[leaf.path] = _assembly.filled(
                 leaf.plan.params[0], leaf.shape, leaf.dtype
             )
         else:
             out[leaf.path] = _constant_sharded(leaf, sharding)
+    # The programs compile in worker threads while constants are placed and
+    # rows prepared, several laws at once.
+    _programs.compile_ahead(list(programs))
     out.update(zip(constants, jax.device_put(list(constants.values())), strict=True))
     for (dtype, law), group in by_law.items():
-        _draw_law(dtype, law, group, shardings, out, on_device)
+        _draw_law(dtype, law, group, shardings, mesh, out, on_device)
     return out
 
 
@@ -90,18 +102,14 @@ def _draw_law(
     law: str,
     leaves: list[Leaf],
     shardings: Mapping[Path, jax.sharding.Sharding],
+    mesh: jax.sharding.Mesh | None,
     out: dict[Path, jax.Array],
     on_device: bool,
 ) -> None:
     """Draws the leaves of one law and dtype: queues of jobs, then blocks."""
     default: list[Job] = []
-    # Every device of the call's shardings draws in every law's program, so
-    # that one program (one mesh of lanes) serves the whole call.
-    lanes = {d for sharding in shardings.values() for d in sharding.addressable_devices}
-    queues: dict[jax.Device, list[Job]] = {
-        device: []
-        for device in sorted(lanes, key=lambda device: device.id)  # type: ignore[attr-defined]
-    }
+    lanes = [] if mesh is None else list(mesh.devices.flat)
+    queues: dict[jax.Device, list[Job]] = {device: [] for device in lanes}
     totals: dict[jax.Device | None, int] = defaultdict(int)  # rows of each queue
 
     def enqueue(lane: jax.Device | None, job: Job, start: int) -> None:
@@ -150,9 +158,9 @@ def _draw_law(
             enqueue(lane, Job(leaf, shard_shape, rows, tuple(group)), totals[lane])
     results: Results = {}
     if default:
-        _draw_jobs(dtype, law, {None: default}, results, on_device)
+        _draw_jobs(dtype, law, None, {None: default}, results, on_device)
     if any(queues.values()):
-        _draw_jobs(dtype, law, queues, results, on_device)
+        _draw_jobs(dtype, law, mesh, queues, results, on_device)
     for leaf in leaves:
         sharding = shardings.get(leaf.path)
         if sharding is None:
@@ -168,15 +176,17 @@ def _draw_law(
 def _draw_jobs(
     dtype: np.dtype,
     law: str,
+    mesh: jax.sharding.Mesh | None,
     queues: Mapping[jax.Device | None, list[Job]],
     results: Results,
     on_device: bool,
 ) -> None:
     """Draws every queue's jobs, block by block, and places each shard.
 
-    The queue ``None`` (unsharded leaves) is drawn by the block program on the
-    default device; the others by one strided program call per block over a
-    1-D mesh of their devices, each device drawing its own queue's rows.
+    ``mesh`` None: the queue ``None`` (unsharded leaves), drawn by the block
+    program on the default device. Otherwise the queues of ``mesh``'s devices,
+    one strided program call per block over that 1-D mesh, each device drawing
+    its own queue's rows.
     """
     block_rows = _programs.BLOCK_ROWS
     lanes = list(queues)
@@ -184,50 +194,40 @@ def _draw_jobs(
         max((j.start + j.rows.take.size for j in q), default=0) for q in queues.values()
     ]
     padded = -(-max(counts) // block_rows) * block_rows
-    fields = ("key_words", "first", "run", "stride", "params")
-    host = {name: [] for name in fields}  # type: dict[str, list[np.ndarray]]
+    fields = _programs.fields("block" if mesh is None else "strided")
+    host: dict[str, list[np.ndarray]] = {name: [] for name in fields}
     for jobs in queues.values():
-        key_words = np.zeros((padded, 2), np.uint32)
-        first = np.zeros(padded, np.uint32)
-        run = np.full(padded, _programs.ROW // 2, np.uint32)
-        stride = np.zeros(padded, np.uint32)
-        params = np.zeros((padded, _programs.PARAMS), np.float32)
+        arrays = {
+            "key_words": np.zeros((padded, 2), np.uint32),
+            "first": np.zeros(padded, np.uint32),
+            "run": np.full(padded, _programs.ROW // 2, np.uint32),
+            "stride": np.zeros(padded, np.uint32),
+            "params": np.zeros((padded, _programs.PARAMS), np.float32),
+        }
         for job in jobs:
             span = slice(job.start, job.start + job.rows.take.size)
-            key_words[span] = job.leaf.key_words
-            first[span] = job.rows.first
-            run[span] = job.rows.run
-            stride[span] = job.rows.stride
-            params[span] = job.leaf.plan.params
-        for name, array in zip(
-            fields, (key_words, first, run, stride, params), strict=True
-        ):
-            host[name].append(array)
-    mesh = None
-    if lanes != [None]:
-        mesh = jax.sharding.Mesh(np.array(lanes), ("rows",))
-        rows_sharding = NamedSharding(mesh, PartitionSpec("rows"))  # type: ignore[no-untyped-call]
+            arrays["key_words"][span] = job.leaf.key_words
+            arrays["first"][span] = job.rows.first
+            arrays["params"][span] = job.leaf.plan.params
+            if mesh is not None:
+                arrays["run"][span] = job.rows.run
+                arrays["stride"][span] = job.rows.stride
+        for name in fields:
+            host[name].append(arrays[name])
 
     def dispatch(block_start: int) -> jax.Array:
         span = slice(block_start, block_start + block_rows)
-        if mesh is None:
-            # On the default device, also under a caller's jax.set_mesh(mesh)
-            # (which would replicate the block over that mesh).
-            with _compat.mesh_context(None):
-                return _programs.draw_block(
-                    dtype,
-                    law,
-                    host["key_words"][0][span],
-                    host["first"][0][span],
-                    host["params"][0][span],
-                )
-        args = jax.device_put(
-            [np.concatenate([a[span] for a in host[name]]) for name in fields],
-            rows_sharding,
-        )
-        # The rows' own mesh, also under a caller's jax.set_mesh(other mesh).
-        with _compat.mesh_context(mesh):
-            return _programs.draw_strided(mesh, dtype, law, *args)
+        rows = [np.concatenate([a[span] for a in host[name]]) for name in fields]
+        return _programs.draw(mesh, dtype, law, rows)
+
+    if not on_device:
+        # Mapped by worker threads, in queue order, while the blocks are drawn:
+        # the pages are in place before the first rows arrive.
+        for job in (job for jobs in queues.values() for job in jobs):
+            size = math.prod(job.shape)
+            job.buffer = _programs.workers().submit(
+                _assembly.aligned_empty, size, dtype
+            )
 
     cursors = dict.fromkeys(lanes, 0)  # the next job of each queue
     current: dict[jax.Device | None, Shard | None] = dict.fromkeys(lanes)
@@ -249,7 +249,7 @@ def _draw_jobs(
         for lane in lanes:
             jobs = queues[lane]
             block = blocks[lane]
-            values = None if on_device else np.asarray(block)
+            values = None if on_device else _programs.host_rows(block, dtype)
             while cursors[lane] < len(jobs):
                 job = jobs[cursors[lane]]
                 if job.start >= block_end:
@@ -259,7 +259,7 @@ def _draw_jobs(
                         waiting.append(job.lockstep)
                     cursors[lane] += 1
                     continue
-                shard = current[lane] or Shard(job, dtype, on_device)
+                shard = current[lane] or Shard(job, on_device)
                 shard.add(block, block_start, values)
                 if job.start + job.rows.take.size > block_end:
                     current[lane] = shard
@@ -268,6 +268,9 @@ def _draw_jobs(
                 current[lane] = None
                 cursors[lane] += 1
         _assembly.place(done, results)
+        del values  # the host's view of the block, read
+        if mesh is None and not on_device:
+            _programs.release(drawn)
         finished = [j for j in waiting if j[0].start + j[0].rows.take.size <= block_end]
         for group in finished:
             waiting.remove(group)

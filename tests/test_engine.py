@@ -141,28 +141,36 @@ _COMPILES = textwrap.dedent(
         (jaxinit.kaiming_uniform(), jnp.float32),  # uniform, float32
         (jaxinit.uniform(-1.0, 1.0), jnp.bfloat16),  # uniform, bfloat16
     ]
-    for i, (init, dtype) in enumerate(laws):  # eager calls first
-        jax.block_until_ready(init(key, (300 + i, 700), dtype))
     spec = {
         f"{i}/{j}": (init, (64 * j + 5, 3000), dtype)
         for i, (init, dtype) in enumerate(laws)
         for j in range(3)
     }
     spec["bias"] = (jaxinit.zeros(), (3000,), None)
+
+    def eager(rows):
+        for i, (init, dtype) in enumerate(laws):
+            jax.block_until_ready(init(key, (rows + i, 700), dtype))
+
+    if EAGER_FIRST:
+        eager(300)
     jax.block_until_ready(jaxinit.init_tree(key, spec))
-    for i, (init, dtype) in enumerate(laws):  # eager again, new shapes
-        jax.block_until_ready(init(key, (5, 7 + i), dtype))
+    eager(5)  # new shapes
     cache = _programs.program("block", "cpu")._cache_size()
     print(json.dumps({"names": names, "cache": cache}))
     """
 )
 
 
-def test_eager_calls_and_init_tree_compile_one_block_program_per_law() -> None:
+@pytest.mark.parametrize("eager_first", [True, False])
+def test_eager_calls_and_init_tree_compile_one_block_program_per_law(
+    eager_first: bool,
+) -> None:
     """In a fresh process: three (law, dtype), three block compiles, whichever
-    path (eager, init_tree) asked first."""
+    path (eager calls, or init_tree's compiles ahead in worker threads) asked
+    first."""
     done = subprocess.run(
-        [sys.executable, "-c", _COMPILES],
+        [sys.executable, "-c", f"EAGER_FIRST = {eager_first}\n{_COMPILES}"],
         check=True,
         capture_output=True,
         text=True,
@@ -172,7 +180,8 @@ def test_eager_calls_and_init_tree_compile_one_block_program_per_law() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["cache"] == 3
     if "?" not in result["names"]:  # jax names the compiled function
-        assert result["names"].count("jit(_block)") == 3, result["names"]
+        blocks = [name for name in result["names"] if name.startswith("jit(_block")]
+        assert len(blocks) == 3, result["names"]
         assert all("strided" not in name for name in result["names"])
 
 
@@ -198,16 +207,54 @@ def test_a_block_is_the_initializers_own_program(init, dtype) -> None:
     assert plan is not None and plan.law in _programs.LAWS
     key = jax.random.key(5)
     first_pairs = np.arange(rows, dtype=np.uint32) * np.uint32(_programs.ROW // 2)
-    block = _programs.draw_block(
+    params = np.asarray(plan.params, np.float32)
+    block = _programs.draw(
+        None,
         dtype,
         plan.law,
-        np.broadcast_to(_keys.host_words(key), (rows, 2)),
-        first_pairs,
-        np.broadcast_to(np.asarray(plan.params, np.float32), (rows, _programs.PARAMS)),
+        [
+            np.broadcast_to(_keys.host_words(key), (rows, 2)),
+            first_pairs,
+            np.broadcast_to(params, (rows, _programs.PARAMS)),
+        ],
     )
     own = jax.jit(init, static_argnums=(1, 2))(key, shape, dtype)
-    assert block.dtype == own.dtype == jnp.dtype(dtype)
+    assert own.dtype == jnp.dtype(dtype)
     bits = f"u{dtype.itemsize}"
+    values = _programs.host_rows(block, dtype)
+    assert values.shape == (rows, _programs.ROW)
     np.testing.assert_array_equal(
-        np.asarray(block).reshape(-1).view(bits), np.asarray(own).view(bits)
+        values.reshape(-1).view(bits), np.asarray(own).view(bits)
     )
+
+
+# --- host buffers: mapped pages, zeros never written ------------------------------
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["init_tree", "eager"])
+def test_large_constants_and_draws_equal_their_own_call(eager: bool) -> None:
+    """Leaves over the size mapped with their pages in place (and zeros left
+    as fresh pages) keep the own call's bits; -0.0 stays signed."""
+    key = jax.random.key(2)
+    spec = {
+        "zeros": (jaxinit.zeros(), (512, 1024), None),
+        "minus_zero": (jaxinit.constant(-0.0), (512, 1024), None),
+        "ones": (jaxinit.ones(), (1024, 1024), jnp.bfloat16),
+        "normal": (jaxinit.normal(), (700, 1024), jnp.float16),
+    }
+    if eager:
+        got = {p: init(key, shape, dtype) for p, (init, shape, dtype) in spec.items()}
+    else:
+        got = jaxinit.init_tree(key, spec)
+    # Not against the jitted call: constant(-0.0) == zeros(), so jit's cache
+    # may hand back zeros' program for it.
+    assert np.signbit(np.asarray(got.pop("minus_zero"))).all()
+    for path, (init, shape, dtype) in spec.items():
+        if path not in got:
+            continue
+        own_key = key if eager else jaxinit.leaf_key(key, path)
+        own = jax.jit(init, static_argnums=(1, 2))(own_key, shape, dtype)
+        bits = f"u{own.dtype.itemsize}"
+        np.testing.assert_array_equal(
+            np.asarray(got[path]).view(bits), np.asarray(own).view(bits), path
+        )
