@@ -9,11 +9,14 @@ device are cut by one program for all devices (lockstep).
 """
 
 import concurrent.futures
+import ctypes
 import dataclasses
 import functools
 import math
 import mmap
+import weakref
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +35,7 @@ _ALIGN = 64
 # about three times the copy into them.
 _MAP_BYTES = 1 << 20
 _MAP_POPULATE: int = getattr(mmap, "MAP_POPULATE", 0)
+_MAP_FAILED = ctypes.c_void_p(-1).value
 
 Results = dict[tuple[Path, jax.Device | None], jax.Array]
 
@@ -80,11 +84,45 @@ def aligned_empty(size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _mapped(nbytes: int, *, populate: bool) -> np.ndarray | None:
-    """Fresh zeroed pages (page-aligned) for a large buffer, where supported."""
-    if not _MAP_POPULATE or nbytes < _MAP_BYTES:
+    """Fresh zeroed pages (page-aligned) for a large buffer, where supported.
+
+    Mapped through ctypes, which lets go of the GIL: Python's ``mmap`` holds it
+    while the kernel populates the pages, stalling every other thread. The
+    pages are unmapped when the last array over them goes.
+    """
+    libc = _libc()
+    if libc is None or nbytes < _MAP_BYTES:
         return None
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (_MAP_POPULATE if populate else 0)
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=flags), np.uint8)
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    address = libc.mmap(None, nbytes, prot, flags, -1, 0)
+    if address is None or address == _MAP_FAILED:
+        return None
+    raw = (ctypes.c_char * nbytes).from_address(address)
+    weakref.finalize(raw, libc.munmap, address, nbytes)
+    return np.frombuffer(memoryview(raw), np.uint8)
+
+
+@functools.cache
+def _libc() -> Any:
+    """The C library's mmap and munmap, on Linux; None elsewhere."""
+    if not _MAP_POPULATE:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - no C library to load
+        return None
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return libc
 
 
 def filled(value: float, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

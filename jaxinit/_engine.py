@@ -60,32 +60,50 @@ def draw(
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[Leaf]] = defaultdict(list)
     constants: dict[Path, np.ndarray] = {}
-    # Every device of the call's shardings draws in every law's program, so
-    # that one program (one mesh of lanes) serves the whole call.
-    lanes = {d for sharding in shardings.values() for d in sharding.addressable_devices}
-    ordered = sorted(lanes, key=lambda device: device.id)  # type: ignore[attr-defined]
-    mesh = jax.sharding.Mesh(np.array(ordered), ("rows",)) if lanes else None
-    programs: dict[tuple[jax.sharding.Mesh | None, np.dtype, str], None] = {}
+    mesh = lanes(shardings)
     for leaf in leaves:
         sharding = shardings.get(leaf.path)
         if leaf.plan.law != "constant":
             by_law[(leaf.dtype, leaf.plan.law)].append(leaf)
-            programs[
-                (None if sharding is None else mesh, leaf.dtype, leaf.plan.law)
-            ] = None
+            compile_ahead(leaf.dtype, leaf.plan, None if sharding is None else mesh)
         elif sharding is None:
             constants[leaf.path] = _assembly.filled(
                 leaf.plan.params[0], leaf.shape, leaf.dtype
             )
         else:
             out[leaf.path] = _constant_sharded(leaf, sharding)
-    # The programs compile in worker threads while constants are placed and
-    # rows prepared, several laws at once.
-    _programs.compile_ahead(list(programs))
     out.update(zip(constants, jax.device_put(list(constants.values())), strict=True))
     for (dtype, law), group in by_law.items():
         _draw_law(dtype, law, group, shardings, mesh, out, on_device)
     return out
+
+
+def lanes(
+    shardings: Mapping[Path, jax.sharding.Sharding],
+) -> jax.sharding.Mesh | None:
+    """The 1-D mesh of every device the call's shardings name; None: none.
+
+    Every one of them draws in every law's program, so that one program (one
+    mesh of lanes) serves the whole call.
+    """
+    devices = {
+        d for sharding in shardings.values() for d in sharding.addressable_devices
+    }
+    ordered = sorted(devices, key=lambda device: device.id)  # type: ignore[attr-defined]
+    return jax.sharding.Mesh(np.array(ordered), ("rows",)) if devices else None
+
+
+def compile_ahead(
+    dtype: np.dtype, plan: _programs.RowPlan, mesh: jax.sharding.Mesh | None
+) -> None:
+    """Starts compiling the program that draws ``plan``, unless compiled.
+
+    On ``mesh``'s lanes (None: the default device), in a worker thread.
+    Clients call it as soon as they know a leaf's plan, so that XLA compiles
+    while they prepare the other leaves; ``draw`` calls it too.
+    """
+    if plan.law != "constant":
+        _programs.compile_ahead([(mesh, dtype, plan.law)])
 
 
 def _constant_sharded(leaf: Leaf, sharding: jax.sharding.Sharding) -> jax.Array:

@@ -24,7 +24,7 @@ uniform block). ``host_rows`` reads a block as rows of values in place,
 The programs compile ahead in worker threads (``compile_ahead``), several laws
 at once while the caller prepares its rows; ``draw`` waits for its own. On CPU
 each block is written over one read already (``release``), whose pages are in
-place: fresh 4 MiB blocks cost a page fault per 4 KiB.
+place: fresh 2 MiB blocks cost a page fault per 4 KiB.
 """
 
 import concurrent.futures
@@ -43,9 +43,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from . import _bits, _compat, _sampling
 
-# One row holds this many values of one leaf; a block of rows is one dispatch.
+# One row holds this many values of one leaf; a block of rows is one dispatch:
+# 2 MiB of float32, small enough that an eager leaf's last, partly used block
+# wastes little, large enough that dispatches cost little.
 ROW = 4096
-BLOCK_ROWS = 256
+BLOCK_ROWS = 128
 # Law parameters per row: uniform (a, width, lo, hi); normal (mean, scale);
 # clipped_normal (mean, std, lo, hi, z_lo, z_hi).
 PARAMS = 6

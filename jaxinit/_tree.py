@@ -106,6 +106,7 @@ def init_tree(
     batched = _can_batch(key)
     out: dict[Path, jax.Array] = {}
     drawn: list[tuple[Path, tuple[int, ...], np.dtype, _programs.RowPlan]] = []
+    mesh = _engine.lanes(shardings)
     for path, (init, shape, dtype) in spec.items():
         sharding = shardings.get(path)
         leaf = _prepare(init, shape, dtype) if batched else None
@@ -117,6 +118,8 @@ def init_tree(
             out[path] = _own_call(init, leaf_key(key, path), shape, dtype, sharding)
         else:
             drawn.append((path, *leaf))
+            # XLA compiles this leaf's program while the others are prepared.
+            _engine.compile_ahead(leaf[1], leaf[2], None if sharding is None else mesh)
     if drawn:
         words = leaf_key_words(key, [path for path, *_ in drawn])
         leaves = [Leaf(*leaf, w) for leaf, w in zip(drawn, words, strict=True)]
