@@ -9,8 +9,10 @@ Leaves of one (law, dtype) are drawn together: every device gets a queue of
 rows (unsharded leaves the default device's), each shard's rows at the next
 free rows of its queue (``_geometry``); the program of that law and dtype draws
 one block of every queue per dispatch, the next block is dispatched while the
-last one is assembled (``_assembly``), so peak memory is the parameters plus
-two blocks. On the host path a shard is drawn once, by its least loaded
+last one is assembled (``_assembly``), so peak memory is the parameters plus a
+few blocks; host buffers are mapped by worker threads ahead of their rows, and
+the programs compile in worker threads from the moment a client knows a law
+(``compile_ahead``). On the host path a shard is drawn once, by its least loaded
 holder, then copied to the others; on the device path by every holder, at
 the same rows of every queue when the shards are cut alike, so that one
 program cuts them all. Constants are filled on the host.
@@ -60,7 +62,7 @@ def draw(
     out: dict[Path, jax.Array] = {}
     by_law: dict[tuple[np.dtype, str], list[Leaf]] = defaultdict(list)
     constants: dict[Path, np.ndarray] = {}
-    mesh = lanes(shardings)
+    mesh = lane_mesh(shardings)
     for leaf in leaves:
         sharding = shardings.get(leaf.path)
         if leaf.plan.law != "constant":
@@ -78,7 +80,7 @@ def draw(
     return out
 
 
-def lanes(
+def lane_mesh(
     shardings: Mapping[Path, jax.sharding.Sharding],
 ) -> jax.sharding.Mesh | None:
     """The 1-D mesh of every device the call's shardings name; None: none.
@@ -126,8 +128,8 @@ def _draw_law(
 ) -> None:
     """Draws the leaves of one law and dtype: queues of jobs, then blocks."""
     default: list[Job] = []
-    lanes = [] if mesh is None else list(mesh.devices.flat)
-    queues: dict[jax.Device, list[Job]] = {device: [] for device in lanes}
+    lane_devices = [] if mesh is None else list(mesh.devices.flat)
+    queues: dict[jax.Device, list[Job]] = {device: [] for device in lane_devices}
     totals: dict[jax.Device | None, int] = defaultdict(int)  # rows of each queue
 
     def enqueue(lane: jax.Device | None, job: Job, start: int) -> None:

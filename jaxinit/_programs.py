@@ -293,8 +293,23 @@ def compile_ahead(
         with _LOCK:
             if key in _COMPILED or key in _COMPILING:
                 continue
+            compiled: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            _COMPILING[key] = compiled
+        try:
             lowered = _lower(mesh, dtype, law)
-            _COMPILING[key] = workers().submit(lowered.compile)
+        except BaseException as error:
+            compiled.set_exception(error)  # draw raises it in its place
+            if not isinstance(error, Exception):
+                raise
+            continue
+        workers().submit(_compile, lowered, compiled)
+
+
+def _compile(lowered: Any, compiled: concurrent.futures.Future[Any]) -> None:
+    try:
+        compiled.set_result(lowered.compile())
+    except BaseException as error:
+        compiled.set_exception(error)
 
 
 def _lower(mesh: jax.sharding.Mesh | None, dtype: np.dtype, law: str) -> Any:

@@ -106,7 +106,7 @@ def init_tree(
     batched = _can_batch(key)
     out: dict[Path, jax.Array] = {}
     drawn: list[tuple[Path, tuple[int, ...], np.dtype, _programs.RowPlan]] = []
-    mesh = _engine.lanes(shardings)
+    mesh = _engine.lane_mesh(shardings)
     for path, (init, shape, dtype) in spec.items():
         sharding = shardings.get(path)
         leaf = _prepare(init, shape, dtype) if batched else None
