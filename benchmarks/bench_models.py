@@ -29,6 +29,11 @@ from models import MODELS, Leaf, flax_shape, param_count
 
 SIDES = ("jaxinit", "jax", "torch", "numpy")
 SQRT5 = math.sqrt(5.0)
+# jax's one-jit init compiles for 8 s on its first call: one fresh process is
+# enough to show it, and keeps run_all short.
+SLOW = ("jax",)
+# First-call medians of the last run(), by (side, model), for first_build's table.
+FIRST: dict[tuple[str, str], dict[str, float]] = {}
 
 
 def _bias_bound(role: str) -> float:
@@ -140,12 +145,16 @@ def build(side: str, leaves: list[Leaf]) -> Callable[[], Any]:
 
 
 def first_call(side: str, model: str) -> dict[str, float]:
-    """In this (fresh) process: import time and the first call's time."""
+    """In this (fresh) process: import time and the first call's wall and CPU time."""
     start = time.perf_counter()
     fn = build(side, MODELS[model]())
-    built = time.perf_counter()
+    built, cpu = time.perf_counter(), time.process_time()
     fn()
-    return {"import_s": built - start, "first_s": time.perf_counter() - built}
+    return {
+        "import_s": built - start,
+        "first_s": time.perf_counter() - built,
+        "first_cpu_s": time.process_time() - cpu,
+    }
 
 
 def steady(model: str, runs: int) -> dict[str, float]:
@@ -168,14 +177,21 @@ def run(runs: int = 5, models: list[str] | None = None, first_runs: int = 3) -> 
     rows = []
     for model in models or list(MODELS):
         # Fresh processes, round-robin over the sides; the median per side.
-        samples: dict[str, list[float]] = {side: [] for side in SIDES}
-        for _ in range(first_runs):
+        samples: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+        for round_ in range(first_runs):
             for side in SIDES:
+                if round_ and side in SLOW:
+                    continue
                 result = run_script([__file__, "--first", side, model], env=env)
-                samples[side].append(json.loads(result)["first_s"])
+                samples[side].append(json.loads(result))
         steady_s = steady(model, runs)
         params = param_count(MODELS[model]())
-        f = {side: statistics.median(samples[side]) for side in SIDES}
+        for side, got in samples.items():
+            FIRST[(side, model)] = {
+                k: statistics.median(s[k] for s in got)
+                for k in ("first_s", "first_cpu_s")
+            }
+        f = {side: FIRST[(side, model)]["first_s"] for side in SIDES}
         rows.append(
             (
                 model,
@@ -200,8 +216,9 @@ def run(runs: int = 5, models: list[str] | None = None, first_runs: int = 3) -> 
         "steady jaxinit / torch",
     )
     return (
-        f"First call: median of {first_runs} fresh processes per side, run "
-        "round-robin, no persistent compilation cache, init call only (imports "
+        f"First call: median of {first_runs} fresh processes per side (one for "
+        "jax's one-jit), run round-robin, no persistent compilation cache, init "
+        "call only (imports "
         f"excluded). Steady: median of {runs} round-robin calls in one process.\n\n"
         + markdown_table(header, rows)
         + "\n"

@@ -285,14 +285,14 @@ def measure_tree(mode: str, device_assembly: bool) -> dict[str, float]:
     import jax
 
     jax.config.update("jax_num_cpu_devices", 8)
-    from jaxinit import _tree
+    from jaxinit import _engine, init_tree
 
-    _tree._DEVICE_ASSEMBLY = device_assembly
+    _engine.DEVICE_ASSEMBLY = device_assembly
     spec, shardings = gpt2_tree(mode)
     key = jax.random.key(0)
 
     def call() -> dict[str, jax.Array]:
-        params = _tree.init_tree(key, spec, out_shardings=shardings)
+        params = init_tree(key, spec, out_shardings=shardings)
         return jax.block_until_ready(params)
 
     start = time.perf_counter()

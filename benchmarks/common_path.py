@@ -9,8 +9,13 @@ GPT-2 small (12 blocks of width 768, vocabulary 50257, context 1024): every Dens
 - ``jit_jaxinit`` / ``jit_flax``: linen, ``jax.jit(module.init)(key, tokens)`` with
   jaxinit's / Flax's own initializers;
 - ``nnx_jit_jaxinit`` / ``nnx_jit_flax``: ``nnx.jit`` of the nnx constructor;
-- ``torch``: ``nn.Module`` construction (each Linear's own default init, then
-  ``normal_``/``zeros_`` as GPT-2's ``_init_weights``), 2 threads.
+- ``torch``: torch's plain build of the same model, ``nn.Module`` construction
+  with each layer's own defaults (no second ``normal_`` pass), 2 threads;
+- ``nnx_floor`` / ``linen_floor``: what the framework costs on its own: the nnx
+  model with ``jaxinit.zeros()`` for every kernel and embedding (a host fill, no
+  draw, no compile), and linen's abstract ``module.init``
+  (``jax.eval_shape``), which ``jaxinit.flax.init`` runs once to read the
+  parameters.
 
 First build: a fresh process per run (no persistent compilation cache, imports
 excluded); second build: the next call in that process. Wall and CPU seconds
@@ -31,13 +36,20 @@ from _common import markdown_table, ratio, run_script
 SIDES = (
     "torch",
     "nnx",
+    "nnx_floor",
     "flax_init",
+    "linen_floor",
     "jit_jaxinit",
     "jit_flax",
     "nnx_jit_jaxinit",
     "nnx_jit_flax",
 )
 VOCAB, WIDTH, BLOCKS, CONTEXT = 50257, 768, 12, 1024
+# Sides whose first build takes several times torch's (one jit of the whole
+# model): one fresh process each is enough to show it, and keeps run_all short.
+SLOW = ("jit_jaxinit", "jit_flax", "nnx_jit_jaxinit", "nnx_jit_flax")
+# The medians of the last run(), by side, for first_build's table.
+MEDIANS: dict[str, dict[str, float]] = {}
 
 
 def _torch() -> Callable[[], Any]:
@@ -46,29 +58,21 @@ def _torch() -> Callable[[], Any]:
     torch.set_num_threads(2)
     nn = torch.nn
 
-    def linear(fan_in: int, fan_out: int) -> Any:
-        layer = nn.Linear(fan_in, fan_out)
-        nn.init.normal_(layer.weight, std=0.02)
-        nn.init.zeros_(layer.bias)
-        return layer
-
     def block() -> Any:
         d = WIDTH
         return nn.ModuleDict(
             {
                 "ln_1": nn.LayerNorm(d),
-                "c_attn": linear(d, 3 * d),
-                "c_proj": linear(d, d),
+                "c_attn": nn.Linear(d, 3 * d),
+                "c_proj": nn.Linear(d, d),
                 "ln_2": nn.LayerNorm(d),
-                "c_fc": linear(d, 4 * d),
-                "mlp_proj": linear(4 * d, d),
+                "c_fc": nn.Linear(d, 4 * d),
+                "mlp_proj": nn.Linear(4 * d, d),
             }
         )
 
     def build() -> Any:
         wte, wpe = nn.Embedding(VOCAB, WIDTH), nn.Embedding(CONTEXT, WIDTH)
-        nn.init.normal_(wte.weight, std=0.02)
-        nn.init.normal_(wpe.weight, std=0.02)
         blocks = nn.ModuleList([block() for _ in range(BLOCKS)])
         return nn.ModuleList([wte, wpe, blocks, nn.LayerNorm(WIDTH)])
 
@@ -82,6 +86,8 @@ def _inits(flavour: str) -> tuple[Any, Any]:
         return linen.initializers.normal(0.02), linen.initializers.zeros_init()
     import jaxinit
 
+    if flavour == "floor":
+        return jaxinit.zeros(), jaxinit.zeros()
     return jaxinit.normal(std=0.02), jaxinit.zeros()
 
 
@@ -157,6 +163,8 @@ def _linen(flavour: str, how: str) -> Callable[[], Any]:
         import jaxinit.flax
 
         return lambda: jax.block_until_ready(jaxinit.flax.init(module, key, tokens))
+    if how == "floor":
+        return lambda: jax.eval_shape(module.init, key, tokens)
     init = jax.jit(module.init)
     return lambda: jax.block_until_ready(init(key, tokens))
 
@@ -167,6 +175,10 @@ def build(side: str) -> Callable[[], Any]:
         return _torch()
     if side == "nnx":
         return _nnx("jaxinit", jitted=False)
+    if side == "nnx_floor":
+        return _nnx("floor", jitted=False)
+    if side == "linen_floor":
+        return _linen("jaxinit", "floor")
     if side.startswith("nnx_jit_"):
         return _nnx(side.removeprefix("nnx_jit_"), jitted=True)
     if side == "flax_init":
@@ -190,14 +202,17 @@ def run(runs: int = 3, sides: tuple[str, ...] = SIDES) -> str:
     """Fresh processes round-robin over the sides; medians; ratios to torch."""
     env = {"JAX_ENABLE_COMPILATION_CACHE": "false", "OPENBLAS_NUM_THREADS": "1"}
     samples: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
-    for _ in range(runs):
+    for round_ in range(runs):
         for side in sides:
+            if round_ and side in SLOW:
+                continue
             result = run_script([__file__, "--one", side], env=env)
             samples[side].append(json.loads(result.strip().splitlines()[-1]))
     med = {
         side: {k: statistics.median(s[k] for s in got) for k in got[0]}
         for side, got in samples.items()
     }
+    MEDIANS.update(med)
     rows = []
     for side in sides:
         m, t = med[side], med.get("torch", med[side])
@@ -224,9 +239,8 @@ def run(runs: int = 3, sides: tuple[str, ...] = SIDES) -> str:
         "second CPU / torch",
     )
     return (
-        f"GPT-2 small, median of {runs} fresh processes per side, round-robin.\n\n"
-        + markdown_table(header, rows)
-        + "\n"
+        f"GPT-2 small, median of {runs} fresh processes per side, round-robin "
+        f"(one for {', '.join(SLOW)}).\n\n" + markdown_table(header, rows) + "\n"
     )
 
 

@@ -1,9 +1,11 @@
 """Runs every benchmark and writes benchmarks/RESULTS.md.
 
 ``python benchmarks/run_all.py [--quick]``: per-initializer steady state, bit
-generators, whole-model first call and steady state, sharded memory per device,
-and the peak memory of a 1B-parameter init, each measured side by side in one
-run, with the machine description. ``--quick`` uses fewer runs and skips the 1B run.
+generators, whole-model first call and steady state, the common path (GPT-2
+small as users build it), the first build against torch's plain build, sharded
+memory per device, and the peak memory of a 1B-parameter init, each measured
+side by side in one run, with the machine description. ``--quick`` uses fewer
+runs and skips the 1B run.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import bench_models
 import bench_prng
 import bench_sharding
 import common_path
+import first_build
 from _common import machine
 
 
@@ -42,6 +45,14 @@ def main() -> None:
     first_runs = 1 if args.quick else 3
     section("Whole model", bench_models.run(max(3, runs - 2), first_runs=first_runs))
     section("Common path: GPT-2 small as users build it", common_path.run(first_runs))
+    section(
+        "First build against torch's plain build",
+        "From the two sections above: torch builds the same model with its own "
+        "layer defaults (2 threads), nothing drawn twice; the floor is the "
+        "framework with nothing to draw (nnx with `jaxinit.zeros()` everywhere; "
+        "linen's abstract `module.init`).\n\n"
+        + first_build.table(first_build.from_results()),
+    )
     section("Sharded memory per device", bench_sharding.run())
     section(
         "Sharded whole model (GPT-2 small)",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from . import _checks, _fans
+from . import _checks, _eager, _fans, _sampling
 from ._typing import OutSharding
 
 _LAYOUT_FIELDS = ("layout", "in_axis", "out_axis", "batch_axis")
@@ -61,19 +61,27 @@ class InitializerBase:
                 )
                 return empty
             return jnp.zeros(dims, resolved, out_sharding=out_sharding)
-        if out_sharding is None:
-            # Outside any trace, init_tree's shape-independent programs draw the
-            # laws they batch, with the same bits (see _eager).
-            from . import _eager
-
-            if _eager.is_concrete(key):
-                drawn = _eager.draw(self, key, dims, resolved)
-                if drawn is not None:
-                    return drawn
+        if out_sharding is None and _eager.is_concrete(key):
+            # Outside any trace, the shape-independent programs draw the laws
+            # they can, with the same bits (see _eager).
+            drawn = _eager.draw(self.law(dims, resolved), key, dims, resolved)
+            if drawn is not None:
+                return drawn
         # One compiled program per (initializer, shape, dtype): eager calls run the
         # same XLA code as jitted ones, so both give the same bits.
         result: jax.Array = _generate_jit(self, key, dims, resolved, out_sharding)
         return result
+
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan | None:
+        """The law the shared shape-independent programs draw this leaf by.
+
+        A ``_sampling`` plan: the law and its parameters, or None (the leaf is
+        drawn by its own program). ``shape`` and ``dtype`` are validated;
+        planning raises the errors the initializer's own call raises for them.
+        The draw engine decides which laws and dtypes it draws
+        (``_programs.row_plan``).
+        """
+        return None
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
         """Raises ValueError for shapes this initializer does not take."""

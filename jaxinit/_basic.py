@@ -29,6 +29,11 @@ class _Constant(InitializerBase):
     val: float
     dtype: str | None = None
 
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan | None:
+        if not jnp.issubdtype(dtype, jnp.floating):
+            return None  # integers truncate toward zero: its own call fills them
+        return _sampling.constant_plan(self.name, dtype, self.val)
+
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         return _sampling.constant(self.name, self.val, shape, dtype)
 
@@ -153,8 +158,11 @@ class _Uniform(InitializerBase):
     b: float = 1.0
     dtype: str | None = None
 
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan:
+        return _sampling.uniform_plan(self.name, dtype, self.a, self.b)
+
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
-        return _sampling.uniform(self.name, key, shape, dtype, self.a, self.b)
+        return _sampling.draw(key, shape, dtype, self.law(shape, dtype))
 
 
 @factory
@@ -225,8 +233,11 @@ class _Normal(InitializerBase):
     std: float = 1.0
     dtype: str | None = None
 
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan:
+        return _sampling.normal_plan(self.name, dtype, self.mean, self.std)
+
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
-        return _sampling.normal(self.name, key, shape, dtype, self.mean, self.std)
+        return _sampling.draw(key, shape, dtype, self.law(shape, dtype))
 
 
 @factory
@@ -296,17 +307,12 @@ class _TruncNormal(InitializerBase):
     b: float = 2.0
     dtype: str | None = None
 
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan:
+        law = (self.mean, self.std, self.a, self.b)
+        return _sampling.trunc_normal_plan(self.name, dtype, *law)
+
     def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
-        return _sampling.trunc_normal(
-            self.name,
-            key,
-            shape,
-            dtype,
-            self.mean,
-            self.std,
-            self.a,
-            self.b,
-        )
+        return _sampling.draw(key, shape, dtype, self.law(shape, dtype))
 
 
 @factory

@@ -57,29 +57,18 @@ def threefry2x32(k0: Words, k1: Words, x0: Words, x1: Words) -> tuple[Words, Wor
     return x0, x1
 
 
-def paired_rows(key_words: jax.Array, first_pairs: jax.Array, pairs: int) -> jax.Array:
-    """Rows of the paired stream, one key and starting pair per row.
-
-    Row r holds ``2 * pairs`` values of the stream of the key ``key_words[r]``
-    from pair ``first_pairs[r]`` on.
-    """
-    rows = first_pairs.shape[0]
-    counters = first_pairs[:, None] + lax.broadcasted_iota(jnp.uint32, (rows, pairs), 1)
-    return paired_counters(key_words, counters)
-
-
-def paired_counters(key_words: jax.Array, counters: jax.Array) -> jax.Array:
+def pair_words(
+    key_words: jax.Array, counters: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Both words of the hash of each pair counter, row r under ``key_words[r]``.
 
-    ``counters`` is ``(rows, pairs)``; the result ``(rows, 2 * pairs)`` holds
-    values ``2 * c`` and ``2 * c + 1`` of the stream for each counter ``c``.
+    ``counters`` is ``(rows, pairs)``; word 0 of counter ``c`` is value ``2 * c``
+    of the stream, word 1 value ``2 * c + 1``. Kept apart: interleaved in the
+    same program, XLA's fused loop hashes every counter twice, once per word.
     """
-    rows, pairs = counters.shape
-    words = threefry2x32(
+    return threefry2x32(
         key_words[:, 0:1], key_words[:, 1:2], jnp.zeros_like(counters), counters
     )
-    paired: jax.Array = jnp.stack(words, axis=-1).reshape(rows, 2 * pairs)
-    return paired
 
 
 def random_bits32(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

@@ -42,6 +42,7 @@ import jax
 import numpy as np
 
 from ._base import InitializerBase
+from ._flax_reinit import linen_placement
 from ._tree import init_tree, leaf_key
 
 Path = tuple[str, ...]
@@ -291,8 +292,6 @@ def _box_shardings(
     ``module.init`` leaves boxed values unplaced too.
     """
     from flax.core import meta
-
-    from ._flax_reinit import linen_placement
 
     shardings: dict[Any, jax.sharding.Sharding | None] = {}
     for path in spec:

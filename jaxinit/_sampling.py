@@ -230,22 +230,11 @@ def constant_plan(owner: str, dtype: np.dtype, value: float) -> Plan:
     return "constant", (value,)
 
 
-def uniform(
-    owner: str,
-    key: jax.Array,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    a: float,
-    b: float,
-) -> jax.Array:
-    """U[a, b): every value v satisfies a <= v < b for the Python floats a, b."""
-    return draw(key, shape, dtype, uniform_plan(owner, dtype, a, b))
-
-
 def uniform_plan(owner: str, dtype: np.dtype, a: float, b: float) -> Plan:
     """The plan of ``U[a, b)`` drawn in ``dtype``: ``uniform_law``'s parameters.
 
-    Values are clipped to [lo, hi], the dtype values inside [a, b); ValueError
+    Every value v satisfies a <= v < b for the Python floats a, b: values are
+    clipped to [lo, hi], the dtype values inside [a, b); ValueError
     if a bound overflows the dtype, if there is no such value or if the interval
     is too wide for the draw dtype.
     """
@@ -356,28 +345,15 @@ def is_flat(alpha: float, beta: float, width: float, draw_dtype: np.dtype) -> bo
 _CENTRE = 0.5
 
 
-def trunc_normal(
-    owner: str,
-    key: jax.Array,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    mean: float,
-    std: float,
-    a: float,
-    b: float,
-) -> jax.Array:
-    """N(mean, std**2) conditioned on [a, b]; every value satisfies a <= v <= b."""
-    return draw(key, shape, dtype, trunc_normal_plan(owner, dtype, mean, std, a, b))
-
-
 def trunc_normal_plan(
     owner: str, dtype: np.dtype, mean: float, std: float, a: float, b: float
 ) -> Plan:
     """The plan of N(mean, std**2) conditioned on [a, b] (``a <= b``) in ``dtype``.
 
-    A constant when ``a == b``; ``U[a, b]`` (the ``uniform`` law, clipped to the
-    dtype values in [a, b]) when the density is flat across the interval; a
-    clipped normal when both bounds are beyond 9 std; the inverse CDF otherwise.
+    Every value v satisfies a <= v <= b. A constant when ``a == b``;
+    ``U[a, b]`` (the ``uniform`` law, clipped to the dtype values in [a, b])
+    when the density is flat across the interval; a clipped normal when both
+    bounds are beyond 9 std; the inverse CDF otherwise.
     ValueError if ``mean`` or a bound the draws reach overflows ``dtype``, if no
     ``dtype`` value lies in [a, b], if the draw dtype cannot resolve the
     interval's probability, or if draws on an unbounded side can overflow.

@@ -37,13 +37,16 @@ class _FanScaled(LayoutInitializer):
         """The target standard deviation for the given fans."""
         raise NotImplementedError
 
-    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan:
         fan_in, fan_out = self.axes(shape).fans(shape)
         std = self.std(fan_in, fan_out)
         if self.distribution == "normal":
-            return _sampling.normal(self.name, key, shape, dtype, 0.0, std)
+            return _sampling.normal_plan(self.name, dtype, 0.0, std)
         bound = math.sqrt(3.0) * std
-        return _sampling.uniform(self.name, key, shape, dtype, -bound, bound)
+        return _sampling.uniform_plan(self.name, dtype, -bound, bound)
+
+    def _generate(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        return _sampling.draw(key, shape, dtype, self.law(shape, dtype))
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

@@ -20,11 +20,16 @@ import torch
 from _stats import assert_ks, assert_moments, assert_same_law
 
 import jaxinit
-from jaxinit import _sampling
-from jaxinit._tree import _plan, init_tree, leaf_key
+from jaxinit import _programs, _sampling
+from jaxinit._tree import init_tree, leaf_key
 
 KEY = jax.random.key(11)
 DTYPES = [jnp.float32, jnp.bfloat16, jnp.float16]
+
+
+def _plan(init: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """The row plan the draw engine draws a leaf by (None: its own call)."""
+    return _programs.row_plan(init.law(shape, dtype), dtype)
 
 
 def _bits(values: jax.Array) -> np.ndarray:

@@ -17,9 +17,10 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxinit
-from jaxinit import _tree
+from jaxinit import _engine, _keys, _programs
 from jaxinit._base import InitializerBase
-from jaxinit._tree import _ROW, _leaf_key_words, init_tree, leaf_key
+from jaxinit._programs import ROW
+from jaxinit._tree import init_tree, leaf_key
 
 KEY = jax.random.key(0)
 
@@ -31,12 +32,12 @@ LEAVES = [
     ("swapped", jaxinit.xavier_normal(), (32, 80), None, P("y", "x")),
     ("flattened", jaxinit.trunc_normal(std=0.02), (24, 16), None, P(None, ("x", "y"))),
     ("replicated", jaxinit.normal(), (12, 10), jnp.float16, P()),
-    ("half_replicated", jaxinit.uniform(), (8, 2 * _ROW + 6), None, P("y")),
+    ("half_replicated", jaxinit.uniform(), (8, 2 * ROW + 6), None, P("y")),
     ("odd_columns", jaxinit.normal(), (6, 10), None, P(None, "y")),  # runs of 5
     ("conv", jaxinit.kaiming_normal(), (3, 8, 12), None, P(None, "x", "y")),
     ("conv_outer", jaxinit.uniform(), (4, 6, 10), jnp.float16, P("x", None, "y")),
     ("conv_middle", jaxinit.normal(), (5, 8, 3), None, P(None, "x")),
-    ("long_rows", jaxinit.kaiming_uniform(), (4, 3 * _ROW), None, P(None, "y")),
+    ("long_rows", jaxinit.kaiming_uniform(), (4, 3 * ROW), None, P(None, "y")),
     ("vector", jaxinit.uniform(), (64,), None, P(("x", "y"))),
     ("bias", jaxinit.zeros(), (16,), None, P("x")),
     ("scale", jaxinit.ones(), (8, 16), jnp.bfloat16, P(None, ("y", "x"))),
@@ -58,7 +59,7 @@ def shardings(mesh: jax.sharding.Mesh) -> dict[str, NamedSharding]:
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 8 rows, so leaves and queues span many blocks cheaply."""
-    monkeypatch.setattr(_tree, "_BLOCK_ROWS", 8)
+    monkeypatch.setattr(_programs, "BLOCK_ROWS", 8)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def check_leaves(params, named, unsharded):
 def test_sharded_leaves_on_an_auto_mesh(
     small_blocks, monkeypatch, unsharded, on_device
 ):
-    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", on_device)
+    monkeypatch.setattr(_engine, "DEVICE_ASSEMBLY", on_device)
     named = shardings(make_mesh(AxisType.Auto))
     check_leaves(init_tree(KEY, SPEC, out_shardings=named), named, unsharded)
 
@@ -99,7 +100,7 @@ def test_sharded_leaves_on_an_auto_mesh(
 def test_sharded_leaves_on_an_explicit_mesh(
     small_blocks, monkeypatch, unsharded, on_device
 ):
-    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", on_device)
+    monkeypatch.setattr(_engine, "DEVICE_ASSEMBLY", on_device)
     mesh = make_mesh(AxisType.Explicit)
     named = shardings(mesh)
     with jax.set_mesh(mesh):
@@ -122,7 +123,7 @@ def test_the_real_block_size_and_the_default_placement(unsharded):
 
 def test_device_assembly_equals_host_assembly_unsharded(small_blocks, monkeypatch):
     host = init_tree(KEY, SPEC)
-    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", True)
+    monkeypatch.setattr(_engine, "DEVICE_ASSEMBLY", True)
     device = init_tree(KEY, SPEC)
     for path in SPEC:
         np.testing.assert_array_equal(
@@ -132,19 +133,21 @@ def test_device_assembly_equals_host_assembly_unsharded(small_blocks, monkeypatc
 
 
 def test_the_switch_follows_the_backend(monkeypatch):
-    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", None)
-    assert _tree._assemble_on_device() == (jax.default_backend() != "cpu")
+    monkeypatch.setattr(_engine, "DEVICE_ASSEMBLY", None)
+    assert _engine.assemble_on_device() == (jax.default_backend() != "cpu")
 
 
 def test_each_device_draws_its_own_rows_with_one_program(small_blocks):
     """One strided program for every device, shape and leaf; its per-device
     output is one block, never a leaf."""
-    _tree._draw_strided.clear_cache()
+    strided = _programs.program("strided", "cpu")
+    strided.clear_cache()
     mesh = make_mesh(AxisType.Auto)
     init_tree(KEY, SPEC, out_shardings=shardings(mesh))
-    # float32, bfloat16 and float16 leaves: one program per dtype.
-    assert _tree._draw_strided._cache_size() == 3
-    rows = 8 * _tree._BLOCK_ROWS
+    # One per (law, dtype): uniform in float32, bfloat16 and float16, normal in
+    # float32 and float16, clipped_normal (trunc_normal, far bounds) in float32.
+    assert strided._cache_size() == 6
+    rows = 8 * _programs.BLOCK_ROWS
     args = (
         np.zeros((rows, 2), np.uint32),
         np.zeros(rows, np.uint32),
@@ -154,10 +157,8 @@ def test_each_device_draws_its_own_rows_with_one_program(small_blocks):
     )
     lanes = NamedSharding(jax.make_mesh((8,), ("rows",)), P("rows"))
     placed = jax.device_put(args, lanes)
-    compiled = _tree._draw_strided.lower(
-        np.dtype(np.float32), ("uniform",), np.int32(0), *placed
-    ).compile()
-    block_bytes = _tree._BLOCK_ROWS * _ROW * 4
+    compiled = strided.lower(np.dtype(np.float32), "uniform", *placed).compile()
+    block_bytes = _programs.BLOCK_ROWS * ROW * 4
     assert compiled.memory_analysis().output_size_in_bytes == block_bytes
 
 
@@ -327,7 +328,7 @@ def test_host_key_derivation_equals_leaf_key(key):
         "ünïcode/κ",
         *[f"layers/{i}/kernel" for i in range(40)],
     ]
-    host = _leaf_key_words(key, paths)
+    host = _keys.leaf_key_words(key, paths)
     for path, words in zip(paths, host, strict=True):
         expected = np.asarray(jax.random.key_data(leaf_key(key, path)))
         np.testing.assert_array_equal(words, expected, err_msg=str(path))

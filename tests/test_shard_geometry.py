@@ -17,8 +17,10 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import jaxinit
-from jaxinit import _tree
-from jaxinit._tree import _ROW, _shard_rows
+from jaxinit import _engine, _programs
+from jaxinit._geometry import shard_rows
+from jaxinit._programs import ROW
+from jaxinit._tree import init_tree
 
 # (shape, axis, parts): the shard grid splits ``axis`` into ``parts`` pieces.
 SPLITS = [
@@ -34,17 +36,17 @@ SPLITS = [
     ((2, 3, 5, 6, 8), 1, 3),
     ((2, 3, 5, 6, 8), 0, 2),
     ((4, 2, 3, 3), 1, 2),  # odd runs of 9 after the split axis
-    ((8, 3, 2 * _ROW + 6), 2, 2),  # runs longer than a row, odd starts
+    ((8, 3, 2 * ROW + 6), 2, 2),  # runs longer than a row, odd starts
     ((6, 10), 1, 2),  # runs of 5
     ((24, 16), 1, 8),  # short even runs, packed several to a row
     ((64,), 0, 8),
-    ((5, _ROW), 0, 5),  # one row per shard, exactly
+    ((5, ROW), 0, 5),  # one row per shard, exactly
 ]
 
 
 def rows_positions(rows, size):
     """The flat positions the rows of a shard hold, in order."""
-    pairs = _ROW // 2
+    pairs = ROW // 2
     j = np.arange(pairs)
     out = []
     for first, run, stride, skip, take in zip(
@@ -72,7 +74,7 @@ def shard_indices(shape, axis, parts):
 def test_shard_rows_name_the_shard_positions(shape, axis, parts):
     oracle = np.arange(np.prod(shape)).reshape(shape)
     for index in shard_indices(shape, axis, parts):
-        rows = _shard_rows(shape, index)
+        rows = shard_rows(shape, index)
         expected = oracle[index].reshape(-1)
         np.testing.assert_array_equal(
             rows_positions(rows, oracle.size), expected, err_msg=str(index)
@@ -89,7 +91,7 @@ def test_two_split_axes_name_the_shard_positions(rank):
             half_a, half_b = shape[a] // 2, shape[b] // 2
             index[a] = slice(i * half_a, (i + 1) * half_a)
             index[b] = slice(k * half_b, (k + 1) * half_b)
-            rows = _shard_rows(shape, tuple(index))
+            rows = shard_rows(shape, tuple(index))
             np.testing.assert_array_equal(
                 rows_positions(rows, oracle.size),
                 oracle[tuple(index)].reshape(-1),
@@ -107,8 +109,8 @@ SHARDED = [
 @pytest.mark.parametrize("on_device", [False, True], ids=["host", "device"])
 @pytest.mark.parametrize(("shape", "axis", "parts"), SHARDED)
 def test_sharded_init_tree_equals_unsharded(monkeypatch, on_device, shape, axis, parts):
-    monkeypatch.setattr(_tree, "_DEVICE_ASSEMBLY", on_device)
-    monkeypatch.setattr(_tree, "_BLOCK_ROWS", 2)
+    monkeypatch.setattr(_engine, "DEVICE_ASSEMBLY", on_device)
+    monkeypatch.setattr(_programs, "BLOCK_ROWS", 2)
     mesh = jax.make_mesh((parts,), ("model",), devices=jax.devices()[:parts])
     spec = [None] * len(shape)
     spec[axis] = "model"
@@ -118,10 +120,8 @@ def test_sharded_init_tree_equals_unsharded(monkeypatch, on_device, shape, axis,
         "normal": (jaxinit.normal(), shape, None),
         "uniform": (jaxinit.uniform(-1.0, 2.0), shape, np.dtype("float16")),
     }
-    unsharded = _tree.init_tree(key, leaves)
-    sharded = _tree.init_tree(
-        key, leaves, out_shardings=dict.fromkeys(leaves, sharding)
-    )
+    unsharded = init_tree(key, leaves)
+    sharded = init_tree(key, leaves, out_shardings=dict.fromkeys(leaves, sharding))
     for path in leaves:
         np.testing.assert_array_equal(
             np.asarray(sharded[path]), np.asarray(unsharded[path]), err_msg=path

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxinit
-from jaxinit._tree import _BLOCK_ROWS, _ROW, init_tree, leaf_key
+from jaxinit._programs import BLOCK_ROWS as _BLOCK_ROWS, ROW as _ROW
+from jaxinit._tree import init_tree, leaf_key
 
 KEY = jax.random.key(0)
 
