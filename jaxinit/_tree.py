@@ -144,12 +144,7 @@ def _plan(
         law = (init.mean, init.std, init.a, init.b)
         return _batched(_sampling.trunc_normal_plan(init.name, dtype, *law))
     if isinstance(init, _FanScaled):
-        fan_in, fan_out = init.axes(shape).fans(shape)
-        std = init.std(fan_in, fan_out)
-        if init.distribution == "normal":
-            return _batched(_sampling.normal_plan(init.name, dtype, 0.0, std))
-        bound = math.sqrt(3.0) * std
-        return _batched(_sampling.uniform_plan(init.name, dtype, -bound, bound))
+        return _batched(init.plan(shape, dtype))
     return None
 
 
