@@ -202,3 +202,42 @@ def test_distributed_as_timm(case, layout: str) -> None:  # type: ignore[no-unty
     tensor = torch.empty(shape)
     getattr(weight_init, f"{case.name}_")(tensor, **case.kwargs)
     assert_same_law(ours, tensor.numpy())
+
+
+@pytest.mark.parametrize("name", TIMM_NAMES)
+def test_defaults_are_timms(name: str) -> None:
+    pytest.importorskip("timm")
+    import inspect
+
+    from timm.layers import weight_init
+
+    theirs = inspect.signature(getattr(weight_init, f"{name}_")).parameters
+    ours = inspect.signature(getattr(jaxinit, name)).parameters
+    shared = [p for p in theirs if p != "tensor"]
+    assert set(shared) <= set(ours)
+    for parameter in shared:
+        assert ours[parameter].default == theirs[parameter].default, parameter
+
+
+# --- the jax.nn names: same laws where the docs say so ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (jaxinit.lecun_normal(), jax.nn.initializers.lecun_normal()),
+        (
+            jaxinit.variance_scaling(2.0, "fan_avg", "uniform"),
+            jax.nn.initializers.variance_scaling(2.0, "fan_avg", "uniform"),
+        ),
+        (
+            jaxinit.trunc_normal_tf(std=0.02),
+            jax.nn.initializers.truncated_normal(0.02),
+        ),
+    ],
+    ids=["lecun_normal", "variance_scaling", "trunc_normal_tf"],
+)
+def test_same_law_as_jax_nn(ours, theirs) -> None:  # type: ignore[no-untyped-def]
+    """In Flax layout: the same fans and law as jax's initializer of that name."""
+    shape = flax_shape(STATS_CONV)
+    assert_same_law(ours(KEY, shape), theirs(jax.random.key(1), shape))
