@@ -1,6 +1,7 @@
 """jaxinit: PyTorch's ``torch.nn.init``, JAX-native, for JAX and Flax.
 
-Every torch initializer as a factory that returns a ``jax.nn.initializers``
+Every torch initializer (and timm's ``trunc_normal_tf_``, ``variance_scaling_``
+and ``lecun_normal_``) as a factory that returns a ``jax.nn.initializers``
 ``Initializer`` (Flax layout by default), plus torch-style ``NAME_`` spellings
 (torch layout by default), with torch's laws, defaults, fans and errors.
 """
@@ -25,18 +26,26 @@ from ._scaled import (
     xavier_uniform as xavier_uniform,
 )
 from ._structured import dirac as dirac, orthogonal as orthogonal, sparse as sparse
+from ._timm import (
+    lecun_normal as lecun_normal,
+    trunc_normal_tf as trunc_normal_tf,
+    variance_scaling as variance_scaling,
+)
 from ._torch_style import (
     constant_ as constant_,
     dirac_ as dirac_,
     eye_ as eye_,
     kaiming_normal_ as kaiming_normal_,
     kaiming_uniform_ as kaiming_uniform_,
+    lecun_normal_ as lecun_normal_,
     normal_ as normal_,
     ones_ as ones_,
     orthogonal_ as orthogonal_,
     sparse_ as sparse_,
     trunc_normal_ as trunc_normal_,
+    trunc_normal_tf_ as trunc_normal_tf_,
     uniform_ as uniform_,
+    variance_scaling_ as variance_scaling_,
     xavier_normal_ as xavier_normal_,
     xavier_uniform_ as xavier_uniform_,
     zeros_ as zeros_,
@@ -65,6 +74,8 @@ __all__ = [
     "kaiming_uniform",
     "kaiming_uniform_",
     "leaf_key",
+    "lecun_normal",
+    "lecun_normal_",
     "normal",
     "normal_",
     "ones",
@@ -75,8 +86,12 @@ __all__ = [
     "sparse_",
     "trunc_normal",
     "trunc_normal_",
+    "trunc_normal_tf",
+    "trunc_normal_tf_",
     "uniform",
     "uniform_",
+    "variance_scaling",
+    "variance_scaling_",
     "xavier_normal",
     "xavier_normal_",
     "xavier_uniform",

@@ -315,6 +315,20 @@ class _TruncNormal(InitializerBase):
         return _sampling.draw(key, shape, dtype, self.law(shape, dtype))
 
 
+def trunc_bounds(owner: str, a: object, b: object) -> tuple[float, float]:
+    """Validates truncation bounds: ``a <= b``, ``a`` may be -inf and ``b`` inf."""
+    low = _checks.real(owner, "a", a, allow_inf=True, allowed="a real number or -inf")
+    high = _checks.real(owner, "b", b, allow_inf=True, allowed="a real number or inf")
+    # Only the open side may be infinite: a = +inf or b = -inf leaves no finite value.
+    if low == math.inf:
+        raise ValueError(f"{owner}: a must be a real number or -inf, got inf")
+    if high == -math.inf:
+        raise ValueError(f"{owner}: b must be a real number or inf, got -inf")
+    if low > high:
+        raise ValueError(f"{owner}: expects a <= b, got a={low} > b={high}")
+    return low, high
+
+
 @factory
 def trunc_normal(
     mean: float = 0.0,
@@ -379,15 +393,7 @@ def trunc_normal(
     """
     owner = "trunc_normal"
     _check_layout_args(owner, layout, in_axis, out_axis, batch_axis)
-    low = _checks.real(owner, "a", a, allow_inf=True, allowed="a real number or -inf")
-    high = _checks.real(owner, "b", b, allow_inf=True, allowed="a real number or inf")
-    # Only the open side may be infinite: a = +inf or b = -inf leaves no finite value.
-    if low == math.inf:
-        raise ValueError("trunc_normal: a must be a real number or -inf, got inf")
-    if high == -math.inf:
-        raise ValueError("trunc_normal: b must be a real number or inf, got -inf")
-    if low > high:
-        raise ValueError(f"trunc_normal: expects a <= b, got a={low} > b={high}")
+    low, high = trunc_bounds(owner, a, b)
     std_value = _checks.real(owner, "std", std, allowed="a finite number > 0")
     if std_value <= 0:
         raise ValueError(

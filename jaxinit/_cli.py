@@ -26,13 +26,25 @@ _WIDTH = 79  # the descriptions are pre-wrapped: the epilog's examples must not 
 # The torch parameters the CLI accepts, as (option type, help). Each initializer
 # takes the subset in its factory's signature.
 _TORCH_PARAMS: dict[str, tuple[type, str]] = {
-    "a": (float, "uniform/trunc_normal: lower bound; kaiming_*: negative slope"),
-    "b": (float, "uniform/trunc_normal: upper bound"),
-    "mean": (float, "normal/trunc_normal: mean"),
-    "std": (float, "normal/trunc_normal/sparse: standard deviation"),
+    "a": (
+        float,
+        "uniform/trunc_normal: lower bound (trunc_normal_tf: in std); "
+        "kaiming_*: negative slope",
+    ),
+    "b": (float, "uniform/trunc_normal: upper bound (trunc_normal_tf: in std)"),
+    "mean": (float, "normal/trunc_normal*: mean"),
+    "std": (float, "normal/trunc_normal*/sparse: standard deviation"),
     "val": (float, "constant: the fill value (required)"),
     "gain": (float, "xavier_*/orthogonal: scaling factor"),
-    "mode": (str, "kaiming_*: fan_in or fan_out"),
+    "scale": (float, "variance_scaling: the variance is scale / fan"),
+    "mode": (
+        str,
+        "kaiming_*: fan_in or fan_out; variance_scaling: fan_in, fan_out or fan_avg",
+    ),
+    "distribution": (
+        str,
+        "variance_scaling: normal, truncated_normal or uniform",
+    ),
     "nonlinearity": (str, "kaiming_*: a name accepted by calculate_gain, e.g. relu"),
     "sparsity": (float, "sparse: fraction of each column set to zero (required)"),
     "groups": (int, "dirac: number of convolution groups"),
@@ -129,7 +141,7 @@ def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             "kernel; Linear(256, 128) for eye and sparse)"
         ),
     )
-    params = show.add_argument_group("torch parameters (those of NAME only)")
+    params = show.add_argument_group("torch/timm parameters (those of NAME only)")
     for param, (kind, text) in _TORCH_PARAMS.items():
         params.add_argument(
             f"--{param}", type=kind, metavar=kind.__name__.upper(), help=text
@@ -163,8 +175,9 @@ def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--compare-torch",
         action="store_true",
         help=(
-            "also draw with torch.nn.init (if installed) and run a two-sample "
-            "Kolmogorov-Smirnov test (scipy.stats.ks_2samp)"
+            "also draw with torch.nn.init (timm.layers for timm's initializers), if "
+            "installed, and run a two-sample Kolmogorov-Smirnov test "
+            "(scipy.stats.ks_2samp)"
         ),
     )
     return parser, show
@@ -286,17 +299,22 @@ def _compare_torch(
             file=stream,
         )
         return None
+    source = _report.reference(args.name)
     try:
-        torch_values, used = _report.torch_draw(
+        drawn = _report.torch_draw(
             torch, args.name, params, torch_shape, args.dtype, args.seed, args.draws
         )
     except Exception as error:  # torch's own limits, e.g. orthogonal in float16
-        print(f"torch:    torch.nn.init.{args.name}_ failed: {error}", file=stream)
+        print(f"torch:    {source} failed: {error}", file=stream)
         return None
+    if drawn is None:
+        print("torch:    timm is not installed; skipped", file=stream)
+        return None
+    torch_values, used = drawn
     fallback = "" if used == args.dtype else f" (torch cannot do {args.dtype})"
     print(
         f"torch:    {_report.Summary.of(torch_values).describe()}  "
-        f"[torch.nn.init.{args.name}_ on {torch_shape}, {used}{fallback}]",
+        f"[{source} on {torch_shape}, {used}{fallback}]",
         file=stream,
     )
     if args.name in _report.DETERMINISTIC:

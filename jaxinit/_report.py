@@ -1,11 +1,11 @@
 """The report behind ``python -m jaxinit``: theory, measurements and figures.
 
 For an initializer on a shape this computes the fans, gain and theoretical law
-(from torch's formulas), draws a sample and measures it, draws the same
-initializer with ``torch.nn.init`` when torch is installed, and plots the classic
-view (the values of a flattened draw, and their histogram with the theoretical
-density). torch, scipy and matplotlib are imported lazily, only here, so the
-initializers never depend on them.
+(from torch's and timm's formulas), draws a sample and measures it, draws the
+same initializer with ``torch.nn.init`` (timm's with ``timm.layers``) when
+installed, and plots the classic view (the values of a flattened draw, and their
+histogram with the theoretical density). torch, timm, scipy and matplotlib are
+imported lazily, only here, so the initializers never depend on them.
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy.typing as npt
 
-from . import _basic, _sampling, _scaled, _structured
+from . import _basic, _sampling, _scaled, _structured, _timm
 from ._fans import calculate_fan_in_and_fan_out
 from ._gain import calculate_gain
 from ._typing import Initializer
@@ -46,7 +46,12 @@ FACTORIES: dict[str, Callable[..., Initializer]] = {
     "kaiming_normal": _scaled.kaiming_normal,
     "orthogonal": _structured.orthogonal,
     "sparse": _structured.sparse,
+    "trunc_normal_tf": _timm.trunc_normal_tf,
+    "variance_scaling": _timm.variance_scaling,
+    "lecun_normal": _timm.lecun_normal,
 }
+# timm's initializers: compared with timm.layers, not torch.nn.init.
+TIMM = frozenset({"trunc_normal_tf", "variance_scaling", "lecun_normal"})
 LAYOUTS = ("flax", "torch")
 # Deterministic initializers: no key, no law to overlay.
 DETERMINISTIC = frozenset({"constant", "zeros", "ones", "eye", "dirac"})
@@ -74,6 +79,9 @@ DEMO: tuple[tuple[str, dict[str, Any], tuple[int, ...]], ...] = (
     ("kaiming_normal", {"mode": "fan_out", "nonlinearity": "relu"}, _CONV),
     ("orthogonal", {}, _CONV),
     ("sparse", {"sparsity": 0.1}, _LINEAR),
+    ("trunc_normal_tf", {"std": 0.02}, _CONV),
+    ("variance_scaling", {"mode": "fan_avg", "distribution": "uniform"}, _CONV),
+    ("lecun_normal", {}, _CONV),
 )
 
 
@@ -230,15 +238,23 @@ def theory(name: str, params: Params, shape: Sequence[int], layout: str) -> Theo
         mean, std = float(get("mean", 0.0)), float(get("std", 1.0))
         density = _normal_density(mean, std) if std > 0 else None
         return Theory(fan_in, fan_out, None, "N(mean, std^2)", mean, std, None, density)
-    if name == "trunc_normal":
+    if name in ("trunc_normal", "trunc_normal_tf"):
         mean, std = float(get("mean", 0.0)), float(get("std", 1.0))
         low, high = float(get("a", -2.0)), float(get("b", 2.0))
+        label = "N(mean, std^2) truncated to [a, b]"
+        if name == "trunc_normal_tf":  # bounds in units of std around the mean
+            if std == 0:
+                return Theory(
+                    fan_in, fan_out, None, "constant mean", mean, 0.0, None, None
+                )
+            low, high = mean + low * std, mean + high * std
+            label = "N(mean, std^2) truncated to mean + [a, b] * std"
         t_mean, t_std = _trunc_moments(mean, std, low, high)
         return Theory(
             fan_in,
             fan_out,
             None,
-            "N(mean, std^2) truncated to [a, b]",
+            label,
             t_mean,
             t_std,
             (low, high),
@@ -279,6 +295,27 @@ def theory(name: str, params: Params, shape: Sequence[int], layout: str) -> Theo
         gain = float(calculate_gain(str(get("nonlinearity", "leaky_relu")), a))
         std = gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
         return _scaled_theory(name, fan_in, fan_out, gain, std)
+    if name in ("variance_scaling", "lecun_normal"):
+        scale = float(get("scale", 1.0))
+        mode = str(get("mode", "fan_in"))
+        distribution = str(get("distribution", "normal"))
+        if name == "lecun_normal":
+            distribution = "truncated_normal"
+        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(mode, (fan_in + fan_out) / 2)
+        std = math.sqrt(scale / fan)
+        if distribution != "truncated_normal":
+            return _scaled_theory(distribution, fan_in, fan_out, None, std)
+        cut = std / _scaled.TRUNCATED_STD
+        return Theory(
+            fan_in,
+            fan_out,
+            None,
+            "N(0, s^2) truncated to [-2s, 2s], s = std / 0.8796",
+            0.0,
+            std,
+            (-2 * cut, 2 * cut),
+            _trunc_density(0.0, cut, -2 * cut, 2 * cut) if cut > 0 else None,
+        )
     if name == "orthogonal":
         gain = float(get("gain", 1.0))
         torch_shape = dims if layout == "torch" else flax_to_torch_shape(dims)
@@ -320,7 +357,7 @@ def theory(name: str, params: Params, shape: Sequence[int], layout: str) -> Theo
 
 
 def _scaled_theory(
-    name: str, fan_in: int, fan_out: int, gain: float, std: float
+    name: str, fan_in: int, fan_out: int, gain: float | None, std: float
 ) -> Theory:
     if name.endswith("uniform"):
         bound = math.sqrt(3.0) * std
@@ -397,6 +434,11 @@ def optional_module(name: str) -> ModuleType | None:
         return None
 
 
+def reference(name: str) -> str:
+    """The function jaxinit's ``name`` is compared with: torch's, or timm's."""
+    return f"timm.layers.{name}_" if name in TIMM else f"torch.nn.init.{name}_"
+
+
 def torch_draw(
     torch: ModuleType,
     name: str,
@@ -405,13 +447,20 @@ def torch_draw(
     dtype: str,
     seed: int,
     draws: int = 1,
-) -> tuple[Values, str]:
-    """``draws`` tensors filled by ``torch.nn.init.NAME_``, and the dtype used.
+) -> tuple[Values, str] | None:
+    """``draws`` tensors filled by ``reference(name)``, and the dtype used.
 
-    torch cannot do everything jaxinit does (orthogonal in bfloat16, for one): when
-    it fails in ``dtype`` the draw falls back to float32.
+    None for timm's initializers when timm is not installed. torch cannot do
+    everything jaxinit does (orthogonal in bfloat16, for one): when it fails in
+    ``dtype`` the draw falls back to float32.
     """
-    fill = getattr(torch.nn.init, f"{name}_")
+    if name in TIMM:
+        weight_init = optional_module("timm.layers.weight_init")
+        if weight_init is None:
+            return None
+        fill = getattr(weight_init, f"{name}_")
+    else:
+        fill = getattr(torch.nn.init, f"{name}_")
     torch.manual_seed(seed)
     for used in (dtype, "float32"):
         try:
@@ -580,7 +629,8 @@ def demo(out: Path, *, seed: int = 0, use_torch: bool = True, stream: TextIO) ->
         print("(torch is not installed: no torch column)", file=stream)
     else:
         print(
-            f"torch {torch.__version__} rows: torch.nn.init.NAME_ on the torch shape.",
+            f"torch {torch.__version__} rows: torch.nn.init.NAME_ (timm's: "
+            "timm.layers.NAME_, if timm is installed) on the torch shape.",
             file=stream,
         )
     # Every draw of the report in one compiled program: one XLA compilation instead
@@ -611,12 +661,16 @@ def demo(out: Path, *, seed: int = 0, use_torch: bool = True, stream: TextIO) ->
             summary = Summary.of(drawn[name, layout])
             print(_row(f"jaxinit {layout}", shape, law, summary), file=stream)
         torch_values = None
-        if torch is not None:
-            torch_values, _ = torch_draw(
-                torch, name, params, torch_shape, "float32", seed
-            )
+        drawn_by_torch = (
+            None
+            if torch is None
+            else torch_draw(torch, name, params, torch_shape, "float32", seed)
+        )
+        if drawn_by_torch is not None:
+            torch_values = drawn_by_torch[0]
+            source = "timm.layers" if name in TIMM else "torch.nn.init"
             print(
-                _row("torch.nn.init", torch_shape, None, Summary.of(torch_values)),
+                _row(source, torch_shape, None, Summary.of(torch_values)),
                 file=stream,
             )
         flax_shape = _layout_shape(torch_shape, "flax")

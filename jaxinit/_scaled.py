@@ -1,7 +1,8 @@
 """Fan-scaled initializers: Xavier/Glorot and Kaiming/He, with torch's semantics.
 
 One engine, ``_FanScaled``: the std is ``gain * sqrt(k / fan)`` from the weight's
-fans, drawn uniform (bound ``sqrt(3) * std``) or normal (untruncated).
+fans, drawn uniform (bound ``sqrt(3) * std``), normal (untruncated) or, for timm's
+``variance_scaling`` (``_timm``), a normal cut at +-2 of its own std and rescaled.
 """
 
 import dataclasses
@@ -20,6 +21,8 @@ from ._typing import Axes, Initializer
 
 _DISTRIBUTIONS = ("uniform", "normal")
 _MODES = ("fan_in", "fan_out")
+# The std of a standard normal truncated to [-2, 2] (timm's and jax's constant).
+TRUNCATED_STD = 0.87962566103423978
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -38,10 +41,18 @@ class _FanScaled(LayoutInitializer):
         raise NotImplementedError
 
     def law(self, shape: tuple[int, ...], dtype: np.dtype) -> _sampling.Plan:
+        """The sampler's plan for ``shape``: the law of every entry, with ``std``."""
         fan_in, fan_out = self.axes(shape).fans(shape)
         std = self.std(fan_in, fan_out)
         if self.distribution == "normal":
             return _sampling.normal_plan(self.name, dtype, 0.0, std)
+        if self.distribution == "truncated_normal":
+            # N(0, s**2) cut at +-2 s, where s makes the cut law's std ``std``.
+            scale = std / TRUNCATED_STD
+            if scale == 0:
+                return _sampling.constant_plan(self.name, dtype, 0.0)
+            low, high = -2.0 * scale, 2.0 * scale
+            return _sampling.trunc_normal_plan(self.name, dtype, 0.0, scale, low, high)
         bound = math.sqrt(3.0) * std
         return _sampling.uniform_plan(self.name, dtype, -bound, bound)
 

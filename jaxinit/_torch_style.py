@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import _basic, _scaled, _structured
+from . import _basic, _scaled, _structured, _timm
 from ._typing import Initializer
 
 TorchStyle = Callable[..., jax.Array]
@@ -30,7 +30,9 @@ def _shape_and_dtype(owner: str, tensor_or_shape: object) -> tuple[Sequence[int]
     return tuple(shape), resolved
 
 
-def _torch_style(factory: Callable[..., Initializer], example: str) -> TorchStyle:
+def _torch_style(
+    factory: Callable[..., Initializer], example: str, origin: str = "torch.nn.init"
+) -> TorchStyle:
     name = factory.__name__
 
     def init_(
@@ -46,7 +48,7 @@ def _torch_style(factory: Callable[..., Initializer], example: str) -> TorchStyl
         return init(key, shape, dtype if dtype is not None else inferred)
 
     init_.__name__ = init_.__qualname__ = f"{name}_"
-    init_.__doc__ = f"""Torch-style ``torch.nn.init.{name}_``: returns a new array.
+    init_.__doc__ = f"""Torch-style ``{origin}.{name}_``: returns a new array.
 
     ``{name}_(key, tensor_or_shape, *params, layout="torch", dtype=None, ...)`` is
     ``jaxinit.{name}(*params, layout=layout, ...)(key, shape, dtype)``, with the
@@ -101,4 +103,17 @@ orthogonal_ = _torch_style(
 )
 sparse_ = _torch_style(
     _structured.sparse, "w = jaxinit.sparse_(jax.random.key(0), w, 0.5)"
+)
+trunc_normal_tf_ = _torch_style(
+    _timm.trunc_normal_tf,
+    "w = jaxinit.trunc_normal_tf_(jax.random.key(0), w, std=0.02)",
+    "timm.layers",
+)
+variance_scaling_ = _torch_style(
+    _timm.variance_scaling,
+    'w = jaxinit.variance_scaling_(jax.random.key(0), w, mode="fan_avg")',
+    "timm.layers",
+)
+lecun_normal_ = _torch_style(
+    _timm.lecun_normal, "w = jaxinit.lecun_normal_(jax.random.key(0), w)", "timm.layers"
 )

@@ -62,6 +62,25 @@ def _trunc(mean: float, std: float, a: float, b: float) -> Any:
     )
 
 
+# timm's: the std of a standard normal truncated to [-2, 2] (scipy agrees to 1e-15).
+TRUNCATED_STD = 0.87962566103423978
+
+
+def _variance_scaling(
+    shape: tuple[int, ...], scale: float, mode: str, distribution: str
+) -> Any:
+    """timm's variance_scaling_ law on a torch-layout shape."""
+    fan_in, fan_out = torch_fans(shape)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+    std = math.sqrt(scale / fan[mode])
+    if distribution == "normal":
+        return scipy.stats.norm(0, std)
+    if distribution == "uniform":
+        return _uniform(-math.sqrt(3) * std, math.sqrt(3) * std)
+    cut = std / TRUNCATED_STD
+    return _trunc(0, cut, -2 * cut, 2 * cut)
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One initializer configuration."""
@@ -164,6 +183,65 @@ CASES = [
         STATS_LINEAR,
         lambda s: _trunc(0, 1, -math.inf, 0.5),
         True,
+    ),
+    Case(
+        "trunc_normal_tf",
+        "trunc_normal_tf",
+        {},
+        STATS_LINEAR,
+        lambda s: _trunc(0, 1, -2, 2),
+        True,
+    ),
+    Case(
+        "trunc_normal_tf_mean_std",
+        "trunc_normal_tf",
+        {"mean": 0.5, "std": 0.02, "a": -1.5, "b": 3.0},
+        STATS_LINEAR,
+        lambda s: _trunc(0.5, 0.02, 0.5 - 1.5 * 0.02, 0.5 + 3.0 * 0.02),
+        True,
+    ),
+    Case(
+        "trunc_normal_tf_one_sided",
+        "trunc_normal_tf",
+        {"std": 0.5, "a": -math.inf, "b": 1.0},
+        STATS_LINEAR,
+        lambda s: _trunc(0, 0.5, -math.inf, 0.5),
+        True,
+    ),
+    Case(
+        "variance_scaling",
+        "variance_scaling",
+        {},
+        STATS_CONV,
+        lambda s: _variance_scaling(s, 1.0, "fan_in", "normal"),
+    ),
+    Case(
+        "variance_scaling_fan_out_truncated",
+        "variance_scaling",
+        {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"},
+        STATS_CONV,
+        lambda s: _variance_scaling(s, 2.0, "fan_out", "truncated_normal"),
+    ),
+    Case(
+        "variance_scaling_fan_avg_uniform",
+        "variance_scaling",
+        {"scale": 0.5, "mode": "fan_avg", "distribution": "uniform"},
+        STATS_LINEAR,
+        lambda s: _variance_scaling(s, 0.5, "fan_avg", "uniform"),
+    ),
+    Case(
+        "variance_scaling_fan_in_truncated",
+        "variance_scaling",
+        {"mode": "fan_in", "distribution": "truncated_normal"},
+        STATS_LINEAR,
+        lambda s: _variance_scaling(s, 1.0, "fan_in", "truncated_normal"),
+    ),
+    Case(
+        "lecun_normal",
+        "lecun_normal",
+        {},
+        STATS_CONV,
+        lambda s: _variance_scaling(s, 1.0, "fan_in", "truncated_normal"),
     ),
     Case(
         "xavier_uniform",

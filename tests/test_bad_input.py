@@ -125,6 +125,25 @@ ROWS = [
         r"kaiming_normal: a must be a finite number \(the negative slope\), got nan",
     ),
     Row(
+        "negative-scale",
+        lambda: jaxinit.variance_scaling(-1.0),
+        ValueError,
+        r"variance_scaling: scale must be a finite number >= 0, got -1.0",
+    ),
+    Row(
+        "trunc-tf-negative-std",
+        lambda: jaxinit.trunc_normal_tf(std=-0.5),
+        ValueError,
+        r"trunc_normal_tf: std must be a finite number >= 0, got -0.5",
+    ),
+    Row(
+        "trunc-tf-bounds-overflow",
+        lambda: jaxinit.trunc_normal_tf(std=1e300, a=-1e10),
+        ValueError,
+        r"trunc_normal_tf: the bounds mean \+ a \* std, mean \+ b \* std must be "
+        r"finite for finite a, b, got \[-inf, 2e\+300\]",
+    ),
+    Row(
         "constant-nan",
         lambda: jaxinit.constant(math.nan),
         ValueError,
@@ -192,6 +211,33 @@ ROWS = [
         lambda: jaxinit.kaiming_uniform(mode=1),
         TypeError,
         r"kaiming_uniform: mode must be a string, one of \['fan_in', 'fan_out'\]",
+    ),
+    Row(
+        "timm-unknown-mode",
+        lambda: jaxinit.variance_scaling(mode="fan_geo_avg"),
+        ValueError,
+        r"variance_scaling: invalid mode 'fan_geo_avg'; mode must be one of "
+        r"\['fan_in', 'fan_out', 'fan_avg'\]",
+    ),
+    Row(
+        "timm-mode-case",
+        lambda: jaxinit.variance_scaling(mode="FAN_IN"),
+        ValueError,
+        r"variance_scaling: invalid mode 'FAN_IN'; mode must be one of",
+    ),
+    Row(
+        "timm-unknown-distribution",
+        lambda: jaxinit.variance_scaling(distribution="untruncated_normal"),
+        ValueError,
+        r"variance_scaling: invalid distribution 'untruncated_normal'; distribution "
+        r"must be one of \['truncated_normal', 'normal', 'uniform'\]",
+    ),
+    Row(
+        "timm-non-string-choice",
+        lambda: jaxinit.variance_scaling(distribution=None),
+        TypeError,
+        r"variance_scaling: distribution must be a string, one of "
+        r"\['truncated_normal', 'normal', 'uniform'\], got None",
     ),
     Row(
         "unknown-nonlinearity",
@@ -623,6 +669,11 @@ NUMERIC_PARAMS = [
     ("trunc_normal", "std", {}),
     ("trunc_normal", "a", {}),
     ("trunc_normal", "b", {}),
+    ("trunc_normal_tf", "mean", {}),
+    ("trunc_normal_tf", "std", {}),
+    ("trunc_normal_tf", "a", {}),
+    ("trunc_normal_tf", "b", {}),
+    ("variance_scaling", "scale", {}),
     ("constant", "val", {}),
     ("xavier_uniform", "gain", {}),
     ("xavier_normal", "gain", {}),
@@ -656,10 +707,16 @@ WRONG_KINDS: list[Any] = [
 BAD_VALUES = [math.nan, float("nan"), np.float32("nan"), jnp.float32(math.nan)]
 # Infinite values: rejected except where documented (constant's val, trunc's a, b).
 INFINITIES = [math.inf, -math.inf, np.float64("inf"), np.float32("-inf")]
-ALLOWS_INFINITY = {("constant", "val"), ("trunc_normal", "a"), ("trunc_normal", "b")}
-# Negative values: rejected by std, gain, sparsity and groups.
+ALLOWS_INFINITY = {
+    ("constant", "val"),
+    ("trunc_normal", "a"),
+    ("trunc_normal", "b"),
+    ("trunc_normal_tf", "a"),
+    ("trunc_normal_tf", "b"),
+}
+# Negative values: rejected by std, gain, scale, sparsity and groups.
 NEGATIVES = [-1.0, -1e-300, -(2**70), np.float32(-0.5)]
-NON_NEGATIVE = {"std", "gain", "sparsity", "groups"}
+NON_NEGATIVE = {"std", "gain", "scale", "sparsity", "groups"}
 
 
 def _expected(factory: str, param: str, value: Any) -> type[Exception] | None:
@@ -678,7 +735,7 @@ def _expected(factory: str, param: str, value: Any) -> type[Exception] | None:
     if math.isinf(number):
         if (factory, param) not in ALLOWS_INFINITY:
             return ValueError
-        if factory == "trunc_normal":  # a=+inf or b=-inf makes a > b
+        if factory.startswith("trunc_normal"):  # a=+inf or b=-inf makes a > b
             return ValueError if (param == "a") == (number > 0) else None
         return None
     if param in NON_NEGATIVE and number < 0:
@@ -688,9 +745,11 @@ def _expected(factory: str, param: str, value: Any) -> type[Exception] | None:
     if factory == "sparse" and param == "sparsity" and number > 1:
         return ValueError
     # The other bound is the default or the value in NUMERIC_PARAMS: a > b is bad.
-    low, high = {"uniform": (0.0, 1.0), "trunc_normal": (-2.0, 2.0)}.get(
-        factory, (-math.inf, math.inf)
-    )
+    low, high = {
+        "uniform": (0.0, 1.0),
+        "trunc_normal": (-2.0, 2.0),
+        "trunc_normal_tf": (-2.0, 2.0),
+    }.get(factory, (-math.inf, math.inf))
     if (param == "a" and number > high) or (param == "b" and number < low):
         return ValueError
     return None
@@ -739,10 +798,19 @@ ALL_INITS = {
     "kaiming_normal": jaxinit.kaiming_normal(),
     "orthogonal": jaxinit.orthogonal(),
     "sparse": jaxinit.sparse(0.5),
+    "trunc_normal_tf": jaxinit.trunc_normal_tf(),
+    "variance_scaling": jaxinit.variance_scaling(),
+    "lecun_normal": jaxinit.lecun_normal(),
 }
 EXACT = {"constant", "zeros", "ones", "eye", "dirac"}
-# The name errors give: zeros and ones are constant(0.0) and constant(1.0).
-OWNER = {name: "constant" if name in ("zeros", "ones") else name for name in ALL_INITS}
+# The name call-time errors give: the initializer each factory returns (zeros is
+# constant(0.0), trunc_normal_tf a trunc_normal, lecun_normal a variance_scaling).
+OWNER = {name: name for name in ALL_INITS} | {
+    "zeros": "constant",
+    "ones": "constant",
+    "trunc_normal_tf": "trunc_normal",
+    "lecun_normal": "variance_scaling",
+}
 GOOD_SHAPE = {"eye": (3, 3), "dirac": (3, 3, 2, 2)}
 BAD_KEYS: list[tuple[str, Any, type[Exception]]] = [
     ("int", 0, TypeError),
@@ -770,7 +838,9 @@ def test_bad_keys_for_every_initializer(name: str, kind: str, key: Any, error: t
     if name in EXACT:  # exact initializers ignore their key, whatever it is
         assert init(key, shape).shape == shape
         return
-    with pytest.raises(error, match=rf"^{name}: key must be a (JAX|single) PRNG key"):
+    with pytest.raises(
+        error, match=rf"^{OWNER[name]}: key must be a (JAX|single) PRNG key"
+    ):
         init(key, shape)
 
 
@@ -793,7 +863,9 @@ def test_non_float_dtypes(name: str, dtype: Any):
         out = init(KEY, shape, dtype)
         assert out.dtype == resolved and out.shape == shape
         return
-    with pytest.raises(TypeError, match=rf"^{name}: dtype must be a floating dtype"):
+    with pytest.raises(
+        TypeError, match=rf"^{OWNER[name]}: dtype must be a floating dtype"
+    ):
         init(KEY, shape, dtype)
 
 
@@ -825,7 +897,7 @@ def test_bad_shapes_for_every_initializer(
 
 
 def _rank_is_valid(name: str, rank: int) -> bool:
-    if name in ("uniform", "normal", "trunc_normal", "constant", "zeros", "ones"):
+    if OWNER[name] in ("uniform", "normal", "trunc_normal", "constant"):
         return True
     if name in ("eye", "sparse"):
         return rank == 2
@@ -843,7 +915,9 @@ def test_every_rank(name: str, rank: int):
         # Traced, not compiled: XLA takes seconds to compile rank-5 random draws.
         assert jax.eval_shape(lambda key: init(key, shape), KEY).shape == shape
         return
-    with pytest.raises(ValueError, match=rf"^{name}: .*(dimensions|Fan in)") as caught:
+    with pytest.raises(
+        ValueError, match=rf"^{OWNER[name]}: .*(dimensions|Fan in)"
+    ) as caught:
         init(KEY, shape)
     assert str(shape) in str(caught.value)
 

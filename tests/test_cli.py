@@ -1,8 +1,10 @@
 """The command line: ``python -m jaxinit`` (report) and ``python -m jaxinit show``."""
 
+import importlib.util
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from jaxinit import _cli, _report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHOW_OPTIONS = [
-    "--shape", "--a", "--b", "--mean", "--std", "--val", "--gain", "--mode",
-    "--nonlinearity", "--sparsity", "--groups", "--layout", "--dtype", "--seed",
+    "--shape", "--a", "--b", "--mean", "--std", "--val", "--gain", "--scale",
+    "--mode", "--distribution", "--nonlinearity", "--sparsity", "--groups",
+    "--layout", "--dtype", "--seed",
     "--draws", "--plot", "--compare-torch",
 ]  # fmt: skip
 
@@ -137,10 +140,61 @@ def test_show_torch_fallback_dtype(capsys: pytest.CaptureFixture[str]) -> None:
     assert "float32 (torch cannot do bfloat16)" in out
 
 
+def test_show_timm_variance_scaling(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["show", "variance_scaling", "--shape", "3,3,16,32", "--scale", "2"]
+    argv += ["--mode", "fan_avg", "--distribution", "truncated_normal"]
+    status, out, _ = run([*argv, "--compare-torch"], capsys)
+    assert status == 0
+    assert "fan_in 144, fan_out 288, gain -" in out
+    # std sqrt(2 / 216); support +-2 std / 0.87962566
+    assert "std 0.096225, support [-0.21879, 0.21879]" in out
+
+
+def test_show_timm_trunc_normal_tf_bounds_in_std(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["show", "trunc_normal_tf", "--mean", "1", "--std", "0.5", "--a", "-1"]
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    assert "support [0.5, 2]" in out  # 1 - 1 * 0.5, 1 + 2 * 0.5
+
+
+def test_timm_compared_with_timm_only(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm's initializers are compared with timm.layers: skipped without timm,
+    and a two-sample KS with it (here a stand-in built from torch's primitives)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    argv = ["show", "lecun_normal", "--shape", "64,64", "--compare-torch"]
+    if importlib.util.find_spec("timm") is None:
+        status, out, _ = run(argv, capsys)
+        assert status == 0
+        assert "torch:    timm is not installed; skipped" in out
+        import _timm_oracle
+
+        weight_init = types.ModuleType("timm.layers.weight_init")
+        weight_init.lecun_normal_ = _timm_oracle.lecun_normal_  # type: ignore[attr-defined]
+        for name in ("timm", "timm.layers"):
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        monkeypatch.setitem(sys.modules, "timm.layers.weight_init", weight_init)
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    assert "[timm.layers.lecun_normal_ on (64, 64), float32]" in out
+    match = re.search(
+        r"two-sample KS \(jaxinit vs torch\): statistic \S+, p-value (\S+)", out
+    )
+    assert match is not None and float(match.group(1)) > ALPHA, out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["show", "normal", "--std", "-1"], "normal: std must be"),
+        (
+            ["show", "variance_scaling", "--mode", "fan_geo_avg"],
+            "variance_scaling: invalid mode 'fan_geo_avg'",
+        ),
         (
             ["show", "kaiming_uniform", "--mode", "fan_avg"],
             "Mode fan_avg not supported",
@@ -191,6 +245,10 @@ def test_bad_values_give_jaxinit_errors_without_traceback(
         ),
         (["show", "constant"], "constant needs --val"),
         (["show", "sparse"], "sparse needs --sparsity"),
+        (
+            ["show", "lecun_normal", "--mode", "fan_in"],
+            "lecun_normal takes no --mode (it takes: no parameters)",
+        ),
     ],
 )
 def test_bad_options_exit_2(

@@ -176,7 +176,8 @@ class Example:
         self.name, self.params, self.layout = name, params, layout
         self.shape, self.dtype = shape, dtype
         kwargs = dict(params)
-        if name not in ("uniform", "normal", "trunc_normal", "constant", "eye"):
+        layout_free = ("uniform", "normal", "trunc_normal", "trunc_normal_tf")
+        if name not in (*layout_free, "constant", "eye"):
             kwargs["layout"] = layout
         self.init = getattr(jaxinit, name)(**kwargs)
 
@@ -208,13 +209,19 @@ class Example:
                 return "has a zero dimension"
         if self.name == "orthogonal" and rank < 2:
             return "Only tensors with 2 or more dimensions are supported"
-        if self.name.startswith(("xavier", "kaiming")) and rank < 2:
+        fan_based = ("xavier", "kaiming", "variance_scaling", "lecun_normal")
+        if self.name.startswith(fan_based) and rank < 2:
             return "Fan in and fan out can not be computed"
         return None
 
     def std(self) -> float:
         """The std of the fan-scaled laws, from torch's formulas."""
         fan_in, fan_out = torch_fans(self.shape, self.layout)
+        if self.name in ("variance_scaling", "lecun_normal"):  # timm's formula
+            fan = {"fan_in": fan_in, "fan_out": fan_out}.get(
+                self.params.get("mode", "fan_in"), (fan_in + fan_out) / 2
+            )
+            return math.sqrt(self.params.get("scale", 1.0) / fan)
         if self.name.startswith("xavier"):
             return self.params.get("gain", 1.0) * math.sqrt(2.0 / (fan_in + fan_out))
         return jaxinit.calculate_gain(
@@ -223,11 +230,41 @@ class Example:
             fan_in if self.params.get("mode", "fan_in").lower() == "fan_in" else fan_out
         )
 
+    def distribution(self) -> str:
+        """timm's variance-scaling distribution (lecun_normal: truncated)."""
+        if self.name == "lecun_normal":
+            return "truncated_normal"
+        return str(self.params.get("distribution", "normal"))
+
+    def trunc_law(self) -> tuple[float, float, float, float]:
+        """(mean, std, a, b) of a truncated normal, the bounds absolute."""
+        if self.name in ("variance_scaling", "lecun_normal"):
+            cut = self.std() / 0.87962566103423978  # timm's constant
+            return 0.0, cut, -2 * cut, 2 * cut
+        mean, std, a, b = (self.params[k] for k in ("mean", "std", "a", "b"))
+        if self.name == "trunc_normal_tf":  # a, b in units of std around the mean
+            return mean, std, mean + a * std, mean + b * std
+        return mean, std, a, b
+
     def value_error(self) -> str | None:
         """The documented call-time value error (given a valid shape), or None."""
         if math.prod(self.shape) == 0:
             return None  # nothing is drawn
         big, dtype, p = largest(self.dtype), self.dtype, self.params
+        if self.name in ("variance_scaling", "lecun_normal"):
+            distribution = self.distribution()
+            if distribution == "truncated_normal":
+                return None if self.std() == 0 else self._trunc_value_error(big)
+            if distribution == "uniform":
+                b = math.sqrt(3.0) * self.std()
+                return "is out of range" if b > big else None
+            return (
+                "draws reach"
+                if NORMAL_REACH.get(dtype, NORMAL_REACH["float32"]) * self.std() > big
+                else None
+            )
+        if self.name == "trunc_normal_tf" and p["std"] == 0:
+            return "is out of range" if abs(p["mean"]) > big else None
         reach = NORMAL_REACH["float64" if dtype == "float64" else "float32"]
         if self.name == "constant":
             return (
@@ -248,7 +285,7 @@ class Example:
             if no_value_between(a, b, dtype, open_right=True):
                 return "no .* value lies in"
             return None
-        if self.name == "trunc_normal":
+        if self.name.startswith("trunc_normal"):
             return self._trunc_value_error(big)
         if self.name in ("normal", "sparse") or self.name.endswith("_normal"):
             mean = p.get("mean", 0.0) if self.name == "normal" else 0.0
@@ -262,7 +299,7 @@ class Example:
         return None
 
     def _trunc_value_error(self, big: float) -> str | None:
-        mean, std, a, b = (self.params[k] for k in ("mean", "std", "a", "b"))
+        mean, std, a, b = self.trunc_law()
         if a == b:
             return "is out of range" if abs(a) > big else None
         if no_value_between(a, b, self.dtype, open_right=False):
@@ -323,11 +360,23 @@ class Example:
         assert (np.abs(values - mean) <= reach * std + slack).all()
 
     def _check_trunc_normal(self, values: np.ndarray) -> None:
-        a, b = self.params["a"], self.params["b"]
+        mean, std, a, b = self.trunc_law()
+        if std == 0:  # trunc_normal_tf(std=0) and variance_scaling(scale=0)
+            assert (values == rounded(mean, self.dtype)).all()
+            return
         if a == b:
             assert (values == rounded(a, self.dtype)).all()
             return
         assert (values >= a).all() and (values <= b).all(), (values.min(), values.max())
+
+    _check_trunc_normal_tf = _check_trunc_normal
+    _check_lecun_normal = _check_trunc_normal
+
+    def _check_variance_scaling(self, values: np.ndarray) -> None:
+        if self.distribution() == "truncated_normal":
+            self._check_trunc_normal(values)
+        else:
+            self._check_fan_scaled(values)
 
     def _check_constant(self, values: np.ndarray) -> None:
         assert (values == rounded(self.params["val"], self.dtype)).all()
@@ -391,7 +440,7 @@ class Example:
 
     def _check_fan_scaled(self, values: np.ndarray) -> None:
         std = self.std()
-        if self.name.endswith("_uniform"):
+        if self.name.endswith("_uniform") or self.distribution() == "uniform":
             bound = math.sqrt(3.0) * std
             if bound == 0:  # U[-0, 0) is the constant 0, as torch (gain 0)
                 assert (values == 0).all()
@@ -458,6 +507,25 @@ def kaiming_params() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+@st.composite
+def trunc_tf_params(draw: st.DrawFn) -> dict[str, Any]:
+    """Bounds in std units around the mean, as timm's trunc_normal_tf takes them."""
+    mean = draw(mixed([0.0, 1.0, -3.0], -10.0, 10.0))
+    std = draw(st.one_of(st.just(0.0), STDS))
+    units = [-math.inf, -8.0, -6.0, -2.0, -0.5, 0.0, 1e-3, 0.5, 2.0, 6.0, 8.0, math.inf]
+    low = draw(st.sampled_from(units[:-1]))
+    high = draw(st.sampled_from(units[1:]))
+    return {"mean": mean, "std": std, "a": min(low, high), "b": max(low, high)}
+
+
+SCALES = mixed([0.0, 1e-8, 1.0, 2.0, 1e4, 1e9], 0.0, 10.0)
+VARIANCE_SCALING = st.fixed_dictionaries(
+    {
+        "scale": SCALES,
+        "mode": st.sampled_from(["fan_in", "fan_out", "fan_avg"]),
+        "distribution": st.sampled_from(["truncated_normal", "normal", "uniform"]),
+    }
+)
 SPARSITIES = mixed([0.0, 1.0, 0.5, 0.07, 1e-8, 1 - 1e-8], 0.0, 1.0)
 STRATEGIES: dict[
     str, tuple[st.SearchStrategy[dict[str, Any]], list[tuple[int, ...]]]
@@ -495,6 +563,9 @@ STRATEGIES: dict[
         ),
         MATRIX,
     ),
+    "trunc_normal_tf": (trunc_tf_params(), ANY_RANK),
+    "variance_scaling": (VARIANCE_SCALING, MATRIX + CONV),
+    "lecun_normal": (st.just({}), MATRIX + CONV),
 }
 NAMES = sorted(STRATEGIES)
 

@@ -23,6 +23,10 @@ FACTORIES = [
     "kaiming_normal",
     "orthogonal",
     "sparse",
+    # timm's (timm.layers.weight_init)
+    "trunc_normal_tf",
+    "variance_scaling",
+    "lecun_normal",
 ]
 
 
@@ -32,7 +36,7 @@ def test_all_is_sorted_and_resolves():
         assert getattr(jaxinit, name) is not None
 
 
-def test_every_torch_function_has_both_spellings():
+def test_every_torch_and_timm_function_has_both_spellings():
     for name in FACTORIES:
         assert name in jaxinit.__all__ and f"{name}_" in jaxinit.__all__
     assert {"calculate_gain", "calculate_fan_in_and_fan_out"} <= set(jaxinit.__all__)
@@ -63,6 +67,13 @@ def test_factory_signatures_follow_torch():
     assert str(inspect.signature(jaxinit.trunc_normal)).startswith(
         "(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0"
     )
+    assert str(inspect.signature(jaxinit.trunc_normal_tf)).startswith(
+        "(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0"
+    )
+    assert str(inspect.signature(jaxinit.variance_scaling)).startswith(
+        "(scale: float = 1.0, mode: str = 'fan_in', distribution: str = 'normal', *"
+    )
+    assert str(inspect.signature(jaxinit.lecun_normal)).startswith("(*, layout")
 
 
 def test_readme_covers_every_name():

@@ -15,6 +15,8 @@ import jaxinit
 torch = pytest.importorskip("torch")
 init = torch.nn.init
 
+from _timm_oracle import torch_fill  # noqa: E402
+
 TORCH_SHAPES = [
     (3, 5),
     (5, 3),
@@ -131,7 +133,7 @@ def _torch_sample(case: Case, shape: tuple[int, ...]) -> np.ndarray:
     torch.manual_seed(0)
     tensor = torch.empty(shape)
     with torch.no_grad():
-        getattr(init, f"{case.name}_")(tensor, **case.kwargs)
+        torch_fill(case.name)(tensor, **case.kwargs)
     return tensor.numpy()
 
 
