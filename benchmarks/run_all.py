@@ -2,8 +2,9 @@
 
 ``python benchmarks/run_all.py [--quick]``: per-initializer steady state, bit
 generators, whole-model first call and steady state, sharded memory per device,
-and the peak memory of a 1B-parameter init, each measured side by side in one
-run, with the machine description. ``--quick`` uses fewer runs and skips the 1B run.
+the peak memory of a 1B-parameter init and ``compare`` on GPT-2 small, each
+measured side by side in one run, with the machine description. ``--quick`` uses
+fewer runs and skips the 1B run.
 """
 
 import argparse
@@ -11,6 +12,7 @@ import datetime
 import pathlib
 import time
 
+import bench_compare
 import bench_initializers
 import bench_memory
 import bench_models
@@ -47,6 +49,7 @@ def main() -> None:
         "Sharded whole model (GPT-2 small)",
         bench_sharding.run_tree(first_runs=first_runs),
     )
+    section("compare on GPT-2 small", bench_compare.run(runs=first_runs))
     if not args.quick:
         section("Peak memory, one-shot 1B-parameter init", bench_memory.run())
     sections.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
