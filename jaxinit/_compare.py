@@ -948,7 +948,7 @@ class _Run:
                 renamed = _rename(self.mapping, name)
                 if renamed is None or self._ignored(name):
                     self.ignored.append(name)
-                    paired = True
+                    paired = paired or name == primary
                     continue
                 target = matcher.find(renamed)[0]
                 if target is None or target.index in used.get(target.key, set()):
@@ -1228,7 +1228,8 @@ def _table(report: CompareReport, failures_only: bool) -> str:
         (
             "ok" if r.ok else "FAIL",
             r.torch_name,
-            "=" if r.jax_name == r.torch_name else r.jax_name,
+            ("=" if r.jax_name == r.torch_name else r.jax_name)
+            + (" (reshaped)" if r.layout == "reshaped" else ""),
             "x".join(map(str, r.shape)) or "()",
             _law(r),
             _jax_law(r),
@@ -1274,17 +1275,11 @@ def _panels(
 ) -> list[int]:
     """The rows to plot, by index."""
     if names is not None:
-        wanted = [
-            next(
-                (
-                    i
-                    for i, r in enumerate(report.rows)
-                    if name in (r.torch_name, r.jax_name)
-                ),
-                -1,
-            )
-            for name in names
-        ]
+        index: dict[str, int] = {}
+        for i, row in enumerate(report.rows):
+            index.setdefault(row.torch_name, i)
+            index.setdefault(row.jax_name, i)
+        wanted = [index.get(name, -1) for name in names]
         missing = [
             name
             for name, i in zip(names, wanted, strict=True)

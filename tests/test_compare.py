@@ -426,6 +426,21 @@ def test_stacked_slices_layouts_and_dirac() -> None:
     assert report.row("conv.weight").layout == "flax"
 
 
+def test_same_size_without_a_layout_is_compared_flat() -> None:
+    """An attention-style kernel (in, heads, head_dim) against torch's (out, in)."""
+    init = small_jax()
+
+    def heads(key: jax.Array) -> dict[str, Any]:
+        params = init(key)
+        params["head"]["kernel"] = params["head"]["kernel"].reshape(32, 2, 4)
+        return params
+
+    report = jaxinit.compare(small, heads, **DRAWS)
+    row = report.row("head.weight")
+    assert row.ok and row.layout == "reshaped", report.table()
+    assert "head/kernel (reshaped)" in str(report)
+
+
 def test_a_wrong_fixed_value_is_flagged() -> None:
     # dirac with 2 groups: an identity per group, not across all channels
     report = jaxinit.compare(small, small_jax(dirac=jaxinit.dirac(groups=2)), **DRAWS)
