@@ -3,9 +3,9 @@
 ``python benchmarks/run_all.py [--quick]``: per-initializer steady state, bit
 generators, whole-model first call and steady state, the common path (GPT-2
 small as users build it), the first build against torch's plain build, sharded
-memory per device, and the peak memory of a 1B-parameter init, each measured
-side by side in one run, with the machine description. ``--quick`` uses fewer
-runs and skips the 1B run.
+memory per device, the peak memory of a 1B-parameter init and ``compare`` on
+GPT-2 small, each measured side by side in one run, with the machine
+description. ``--quick`` uses fewer runs and skips the 1B run.
 """
 
 import argparse
@@ -13,6 +13,7 @@ import datetime
 import pathlib
 import time
 
+import bench_compare
 import bench_initializers
 import bench_memory
 import bench_models
@@ -58,6 +59,7 @@ def main() -> None:
         "Sharded whole model (GPT-2 small)",
         bench_sharding.run_tree(first_runs=first_runs),
     )
+    section("compare on GPT-2 small", bench_compare.run(runs=first_runs))
     if not args.quick:
         section("Peak memory, one-shot 1B-parameter init", bench_memory.run())
     sections.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")

@@ -61,6 +61,7 @@ GUIDES = [
     "layout",
     "porting",
     "porting_equinox",
+    "check_a_port",
     "conversion_limits",
     "scale",
     "sharding",

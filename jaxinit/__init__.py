@@ -17,6 +17,11 @@ from ._basic import (
     uniform as uniform,
     zeros as zeros,
 )
+from ._compare import (
+    CompareReport as CompareReport,
+    CompareRow as CompareRow,
+    compare as compare,
+)
 from ._fans import calculate_fan_in_and_fan_out as calculate_fan_in_and_fan_out
 from ._gain import calculate_gain as calculate_gain
 from ._scaled import (
@@ -59,9 +64,12 @@ except _metadata.PackageNotFoundError:  # imported from a source tree, not insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "CompareReport",
+    "CompareRow",
     "Initializer",
     "calculate_fan_in_and_fan_out",
     "calculate_gain",
+    "compare",
     "constant",
     "constant_",
     "dirac",
