@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeAlias
 import jax
 import numpy as np
 
-from . import _flax_convert, _optional
+from . import _eqx_convert, _flax_convert, _optional
 
 NameMap: TypeAlias = (
     Mapping[str, str | None]
@@ -496,9 +496,7 @@ def _jax_params(result: Any, torch_names: Sequence[str]) -> tuple[dict[str, Any]
         raise TypeError("compare: jax_init returned an abstract value")
     eqx_module = _equinox_module()
     if eqx_module is not None and isinstance(result, eqx_module):
-        from . import equinox
-
-        return dict(equinox.to_torch(_unstack_eqx(result, torch_names))), True
+        return dict(_eqx_convert.to_torch(_unstack_eqx(result, torch_names))), True
     nnx_module = _framework_type("flax.nnx", "Module")
     if nnx_module is not None and isinstance(result, nnx_module):
         nnx = sys.modules["flax.nnx"]
