@@ -197,7 +197,7 @@ def _nnx_walk(
     for a bare array, its ``_RawSlot``.
     """
     from flax import nnx
-    from flax.nnx import graphlib
+    from flax.nnx import graph  # not graphlib: flax 0.12.1 has only graph
 
     modules: list[tuple[Path, Any]] = []
     leaves: list[Leaf] = []
@@ -216,7 +216,7 @@ def _nnx_walk(
             by_variable[id(variable)] = leaf
 
     def visit(node: Any, path: Path, ancestors: frozenset[int]) -> None:
-        impl = graphlib.get_node_impl(node)
+        impl = graph.get_node_impl(node)
         if impl is None or id(node) in ancestors:
             return
         children = impl.node_dict(node)
