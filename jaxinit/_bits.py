@@ -44,17 +44,33 @@ def threefry2x32(k0: Words, k1: Words, x0: Words, x1: Words) -> tuple[Words, Wor
     Written out round by round, XLA fuses it into one loop; JAX's own CPU
     lowering rolls the rounds into a while loop over whole arrays, which was
     slower both to compile and to run here (``benchmarks/bench_prng.py``
-    measures the draw). Inputs broadcast.
+    measures the draw). Inputs broadcast. On jax arrays the rounds are lax
+    primitives: ``jnp``'s operators trace a nested program each, which was a
+    third of a fresh process's first block program.
     """
-    schedule = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
-    x0, x1 = x0 + k0, x1 + k1
+    if isinstance(x0, np.ndarray) and isinstance(x1, np.ndarray):
+        add, xor, rotate = np.add, np.bitwise_xor, _rotate_numpy
+    else:
+        add, xor, rotate = lax.add, lax.bitwise_xor, _rotate_lax
+    schedule = (k0, k1, xor(xor(k0, k1), np.uint32(0x1BD11BDA)))
+    x0, x1 = add(x0, k0), add(x1, k1)
     for group in range(5):
         for r in _ROTATIONS[group % 2]:
-            x0 = x0 + x1
-            x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
-        x0 = x0 + schedule[(group + 1) % 3]
-        x1 = x1 + schedule[(group + 2) % 3] + np.uint32(group + 1)
+            x0 = add(x0, x1)
+            x1 = xor(x0, rotate(x1, r))
+        x0 = add(x0, schedule[(group + 1) % 3])
+        x1 = add(add(x1, schedule[(group + 2) % 3]), np.uint32(group + 1))
     return x0, x1
+
+
+def _rotate_numpy(x: np.ndarray, r: int) -> np.ndarray:
+    rotated: np.ndarray = (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+    return rotated
+
+
+def _rotate_lax(x: jax.Array, r: int) -> jax.Array:
+    left = lax.shift_left(x, np.uint32(r))
+    return lax.bitwise_or(left, lax.shift_right_logical(x, np.uint32(32 - r)))
 
 
 def pair_words(
