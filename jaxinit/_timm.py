@@ -41,18 +41,6 @@ class _VarianceScaling(_FanScaled):
         return math.sqrt(self.scale / denominator)
 
 
-def _choice(owner: str, name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{owner}: {name} must be a string, one of {list(allowed)}, got {value!r}"
-        )
-    if value not in allowed:
-        raise ValueError(
-            f"{owner}: invalid {name} {value!r}; {name} must be one of {list(allowed)}"
-        )
-    return value
-
-
 def _variance_scaling(
     owner: str,
     scale: float,
@@ -68,8 +56,10 @@ def _variance_scaling(
         scale=_checks.real(
             owner, "scale", scale, minimum=0.0, allowed="a finite number >= 0"
         ),
-        mode=_choice(owner, "mode", mode, _MODES),
-        distribution=_choice(owner, "distribution", distribution, _DISTRIBUTIONS),
+        mode=_checks.choice(owner, "mode", mode, _MODES),
+        distribution=_checks.choice(
+            owner, "distribution", distribution, _DISTRIBUTIONS
+        ),
         dtype=dtype_field(owner, dtype, exact_ok=False),
         **layout_fields(owner, layout, in_axis, out_axis, batch_axis),
     )
